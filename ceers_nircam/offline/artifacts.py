@@ -1,0 +1,171 @@
+"""Detector artifacts the CEERS reduction removes, generated with known truth.
+
+Each function returns plain arrays or tables so the simulator can both inject
+them and record them exactly as they appear in the rate image.
+"""
+
+import os
+
+import numpy as np
+from astropy.io import fits
+from astropy.table import Table
+
+from . import instrument as inst
+
+WISP_DETECTORS = ("NRCA3", "NRCA4", "NRCB3", "NRCB4")
+WISP_FILTERS = ("F150W", "F200W")
+# Where each detector's wisp lies (x0, x1, y0, y1), the region the fit uses.
+WISP_REGIONS = {
+    "NRCA3": (300, 1300, 1100, 2046),
+    "NRCA4": (450, 1450, 0, 600),
+    "NRCB3": (700, 1450, 0, 800),
+    "NRCB4": (900, 1600, 850, 2046),
+}
+
+
+def _one_over_f(rng, n, rms, nseries=1):
+    """Series with a 1/f power spectrum, zero mean, given rms."""
+    freq = np.fft.rfftfreq(n)
+    amp = np.zeros_like(freq)
+    amp[1:] = 1.0 / np.sqrt(freq[1:])
+    spec = amp * (rng.normal(size=(nseries, freq.size)) + 1j * rng.normal(size=(nseries, freq.size)))
+    series = np.fft.irfft(spec, n=n, axis=-1)
+    series -= series.mean(axis=-1, keepdims=True)
+    series *= rms / series.std(axis=-1, keepdims=True)
+    return series
+
+
+def striping_patterns(rng, row_rms=0.006, col_rms=0.002):
+    """1/f striping in a rate image (DN/s).
+
+    Returns
+    -------
+    rows : ndarray (NAMPS, NPIX)
+        Row pattern of each amplifier: a part common to all amplifiers plus an
+        independent part per amplifier, as the readout electronics produce.
+    cols : ndarray (NPIX,)
+        Column pattern.
+    """
+    common = _one_over_f(rng, inst.NPIX, row_rms * 0.7)
+    own = _one_over_f(rng, inst.NPIX, row_rms * 0.7, nseries=inst.NAMPS)
+    rows = common + own
+    cols = _one_over_f(rng, inst.NPIX, col_rms)[0]
+    return rows.astype(np.float32), cols.astype(np.float32)
+
+
+def striping_image(rows, cols):
+    """The 2D image of row and column patterns on the light-sensitive pixels."""
+    image = np.zeros((inst.NPIX, inst.NPIX), dtype=np.float32)
+    for amp, cs in enumerate(inst.amp_slices()):
+        image[:, cs] = rows[amp][:, None]
+    image += cols[None, :]
+    border = np.ones(image.shape, dtype=bool)
+    border[inst.science_region()] = False
+    image[border] = 0.0
+    return image
+
+
+def wisp_template(detector, filt):
+    """A synthetic wisp template (DN/s at scale 1) for a wisp-affected detector.
+
+    A faint arc of scattered light inside the detector's wisp region; NaN on
+    the reference-pixel border, as in the NIRCam team's templates.
+    """
+    x0, x1, y0, y1 = WISP_REGIONS[detector]
+    y, x = np.mgrid[0:inst.NPIX, 0:inst.NPIX].astype(np.float32)
+    cx, cy = (x0 + x1) / 2.0, (y0 + y1) / 2.0
+    rx, ry = (x1 - x0) / 2.0, (y1 - y0) / 2.0
+    # An elliptical ring segment with a soft edge, brighter toward one end.
+    rr = np.hypot((x - cx) / rx, (y - cy) / ry)
+    ring = np.exp(-0.5 * ((rr - 0.6) / 0.18) ** 2) * (rr < 1.1)
+    slope = 0.6 + 0.4 * (x - x0) / (x1 - x0)
+    peak = 0.04 if filt == "F150W" else 0.05
+    template = (peak * ring * np.clip(slope, 0.2, 1.0)).astype(np.float32)
+    template[template < 1e-4 * peak] = 0.0
+    border = np.ones(template.shape, dtype=bool)
+    border[inst.science_region()] = False
+    template[border] = np.nan
+    return template
+
+
+def wisp_template_name(detector, filt):
+    """File name of a wisp template, as in the NIRCam team's release."""
+    return f"wisps_{detector.lower()}_{filt.upper()}.fits"
+
+
+def write_wisp_templates(directory, detectors=WISP_DETECTORS, filters=WISP_FILTERS):
+    """Write the synthetic templates for the given wisp detectors and filters."""
+    os.makedirs(directory, exist_ok=True)
+    paths = []
+    for det in detectors:
+        if det not in WISP_DETECTORS:
+            continue
+        for filt in filters:
+            if filt not in WISP_FILTERS:
+                continue
+            path = os.path.join(directory, wisp_template_name(det, filt))
+            if not os.path.exists(path):
+                hdu = fits.PrimaryHDU(wisp_template(det, filt))
+                hdu.header["DETECTOR"] = det
+                hdu.header["FILTER"] = filt
+                hdu.header["BUNIT"] = "DN/s"
+                hdu.writeto(path)
+            paths.append(path)
+    return paths
+
+
+def snowball_events(rng, n, ngroups):
+    """Random snowballs: large jump events with saturated cores.
+
+    Returns a Table with x, y (pixel centre), core radius, halo radius (pixels),
+    charge (electrons per halo pixel at the core edge) and the group in which
+    each one lands (always after the first group, so the jump is seen).
+    """
+    margin = 60
+    t = Table()
+    t["x"] = rng.uniform(margin, inst.NPIX - margin, n)
+    t["y"] = rng.uniform(margin, inst.NPIX - margin, n)
+    t["core_radius"] = rng.uniform(3.0, 7.0, n)
+    t["halo_radius"] = t["core_radius"] * rng.uniform(2.5, 4.0, n)
+    t["halo_charge"] = rng.uniform(3000.0, 15000.0, n)
+    t["group"] = rng.integers(1, max(2, ngroups - 1), n)
+    return t
+
+
+def snowball_charge(events, gain):
+    """Charge image (DN) for each snowball: (index arrays, DN values, group) per event."""
+    out = []
+    full_well_dn = 2.0 * inst.SATURATION_LEVEL
+    for ev in events:
+        r_out = int(np.ceil(ev["halo_radius"]))
+        xc, yc = int(round(ev["x"])), int(round(ev["y"]))
+        yy, xx = np.mgrid[yc - r_out:yc + r_out + 1, xc - r_out:xc + r_out + 1]
+        r = np.hypot(xx - ev["x"], yy - ev["y"])
+        inside = r <= ev["halo_radius"]
+        dn = np.where(r <= ev["core_radius"], full_well_dn,
+                      ev["halo_charge"] / gain * np.exp(-(r - ev["core_radius"])
+                                                       / (0.35 * ev["halo_radius"])))
+        out.append(((yy[inside], xx[inside]), dn[inside], int(ev["group"])))
+    return out
+
+
+def cosmic_rays(rng, n, ngroups, gain):
+    """Ordinary cosmic-ray hits: one to a few pixels each, landing in a random group.
+
+    Returns a Table with x, y (pixel), group and charge (DN); multi-pixel hits
+    are listed pixel by pixel with the same ``event`` number.
+    """
+    rows = []
+    for event in range(n):
+        x0 = rng.integers(inst.NREF, inst.NPIX - inst.NREF - 1)
+        y0 = rng.integers(inst.NREF, inst.NPIX - inst.NREF - 1)
+        g = rng.integers(1, ngroups)
+        charge = rng.uniform(300.0, 5000.0) / gain
+        npix = rng.integers(1, 4)
+        for k in range(npix):
+            dx, dy = (0, 0) if k == 0 else (k % 2, k // 2)
+            rows.append((event, x0 + dx, y0 + dy, g, charge / (1 + k)))
+    names = ("event", "x", "y", "group", "charge")
+    if not rows:
+        return Table(names=names, dtype=(int, int, int, int, float))
+    return Table(rows=rows, names=names)

@@ -1,0 +1,184 @@
+"""The synthetic NIRCam: detector layout, readout and calibration constants.
+
+These numbers describe the instrument that both the reference-file builder
+(:mod:`ceers_nircam.offline.references`) and the simulator
+(:mod:`ceers_nircam.offline.simulate`) use, so that running the real pipeline
+on simulated data inverts the simulation exactly. Values are close to the
+flight instrument (plate scales, gains, read noise, V2/V3 layout) without
+claiming to be its calibration.
+"""
+
+import hashlib
+
+import numpy as np
+
+NPIX = 2048
+NREF = 4  # reference pixels on every edge
+NAMPS = 4
+AMP_WIDTH = NPIX // NAMPS
+
+SW_DETECTORS = ("NRCA1", "NRCA2", "NRCA3", "NRCA4", "NRCB1", "NRCB2", "NRCB3", "NRCB4")
+LW_DETECTORS = ("NRCALONG", "NRCBLONG")
+DETECTORS = SW_DETECTORS + LW_DETECTORS
+
+SW_FILTERS = ("F115W", "F150W", "F200W")
+LW_FILTERS = ("F277W", "F356W", "F410M", "F444W")
+FILTERS = SW_FILTERS + LW_FILTERS
+
+# Aperture reference points (V2, V3 in arcsec) and V3IdlYAngle (deg), close to SIAF.
+DETECTOR_LAYOUT = {
+    "NRCA1": (120.67, -527.39, -0.55),
+    "NRCA2": (119.17, -459.70, -0.52),
+    "NRCA3": (51.50, -527.80, -0.29),
+    "NRCA4": (52.51, -459.93, -0.33),
+    "NRCALONG": (86.10, -493.23, -0.36),
+    "NRCB1": (-120.91, -458.92, 0.31),
+    "NRCB2": (-120.11, -526.95, 0.34),
+    "NRCB3": (-53.25, -459.41, 0.22),
+    "NRCB4": (-52.61, -527.18, 0.18),
+    "NRCBLONG": (-89.40, -493.63, 0.10),
+}
+# The NIRCam field centre between the modules: the attitude reference point.
+FIELD_V2V3 = (0.0, -493.4)
+
+PIXEL_SCALE = {"SHORT": 0.0311, "LONG": 0.0629}  # arcsec per pixel
+GAIN = {"SHORT": 2.05, "LONG": 1.82}  # electrons per DN
+READNOISE_CDS = {"SHORT": 7.5, "LONG": 6.5}  # DN, correlated double sample
+DARK_CURRENT = 0.0015  # DN/s
+SUPERBIAS_LEVEL = 12000.0  # DN
+SATURATION_LEVEL = 60000.0  # DN, raw (bias included)
+LINEARITY_K = 1.2e-6  # corrected = M + K M^2 for bias-subtracted counts M
+MAX_GROUPS = 10  # the dark reference covers up to this many groups
+
+# DN/s -> MJy/sr for a flat-fielded rate image, and a typical zodiacal sky (MJy/sr).
+PHOTMJSR = {"F115W": 2.60, "F150W": 2.05, "F200W": 2.20,
+            "F277W": 0.52, "F356W": 0.45, "F410M": 1.20, "F444W": 0.50}
+SKY_MJYSR = {"F115W": 0.16, "F150W": 0.17, "F200W": 0.19,
+             "F277W": 0.14, "F356W": 0.17, "F410M": 0.30, "F444W": 0.35}
+# Point-spread function FWHM in arcsec (diffraction-limited NIRCam).
+PSF_FWHM = {"F115W": 0.040, "F150W": 0.050, "F200W": 0.066,
+            "F277W": 0.092, "F356W": 0.116, "F410M": 0.137, "F444W": 0.145}
+
+# Readout pattern used by CEERS.
+READPATT = "MEDIUM8"
+NFRAMES = 8
+GROUPGAP = 2
+
+
+def channel(detector):
+    """'SHORT' or 'LONG' for a detector name."""
+    detector = detector.upper()
+    if detector not in DETECTORS:
+        raise ValueError(f"unknown NIRCam detector {detector!r}; known: {', '.join(DETECTORS)}")
+    return "LONG" if detector in LW_DETECTORS else "SHORT"
+
+
+def filter_channel(filt):
+    """'SHORT' or 'LONG' for a filter name."""
+    filt = filt.upper()
+    if filt not in FILTERS:
+        raise ValueError(f"unknown filter {filt!r}; known: {', '.join(FILTERS)}")
+    return "LONG" if filt in LW_FILTERS else "SHORT"
+
+
+def module(detector):
+    """NIRCam module letter ('A' or 'B')."""
+    return detector.upper()[3]
+
+
+def pixel_area_sr(chan):
+    """Nominal pixel solid angle in steradians."""
+    return (PIXEL_SCALE[chan] / 206264.80624709636) ** 2
+
+
+def frame_time(xsize=NPIX, ysize=NPIX, noutputs=NAMPS):
+    """Frame time in seconds for a full-frame or subarray readout."""
+    return (xsize / noutputs + 12) * (ysize + 1) * 1.0e-5
+
+
+def group_time(tframe=None):
+    """Time between the starts of consecutive groups."""
+    tframe = frame_time() if tframe is None else tframe
+    return (NFRAMES + GROUPGAP) * tframe
+
+
+def frame_times(ngroups, tframe=None):
+    """Time (s, from reset) at which each read frame of every group ends.
+
+    Returns an array (ngroups, NFRAMES). Dropped frames (GROUPGAP) accumulate
+    charge but are not read.
+    """
+    tframe = frame_time() if tframe is None else tframe
+    g = np.arange(ngroups)[:, None]
+    f = np.arange(NFRAMES)[None, :]
+    return (g * (NFRAMES + GROUPGAP) + f + 1) * tframe
+
+
+def group_mean_times(ngroups, tframe=None):
+    """Average time of the frames averaged into each group."""
+    return frame_times(ngroups, tframe).mean(axis=1)
+
+
+def linearize(counts):
+    """Convert raw (non-linear) bias-subtracted counts to linear counts."""
+    return counts + LINEARITY_K * counts**2
+
+
+def delinearize(linear):
+    """Inverse of :func:`linearize`: the raw counts that linearize to ``linear``."""
+    linear = np.asarray(linear, dtype=np.float64)
+    return 2.0 * linear / (1.0 + np.sqrt(1.0 + 4.0 * LINEARITY_K * linear))
+
+
+def amp_slices():
+    """Column slices of the four readout amplifiers."""
+    return [slice(i * AMP_WIDTH, (i + 1) * AMP_WIDTH) for i in range(NAMPS)]
+
+
+def science_region():
+    """Slices of the light-sensitive pixels (reference pixels excluded)."""
+    return (slice(NREF, NPIX - NREF), slice(NREF, NPIX - NREF))
+
+
+def _rng(*keys):
+    """A generator seeded by names, so the synthetic references are reproducible."""
+    digest = hashlib.sha256("/".join(keys).encode()).digest()
+    return np.random.default_rng(int.from_bytes(digest[:8], "little"))
+
+
+def superbias_image():
+    """Bias level with column-to-column structure and pixel scatter (DN)."""
+    rng = _rng("superbias")
+    cols = rng.normal(0.0, 150.0, NPIX).astype(np.float32)
+    amps = np.repeat(rng.normal(0.0, 400.0, NAMPS), AMP_WIDTH).astype(np.float32)
+    pix = rng.normal(0.0, 40.0, (NPIX, NPIX)).astype(np.float32)
+    return (SUPERBIAS_LEVEL + cols + amps)[None, :] + pix
+
+
+def flat_image(filt):
+    """Flat field for a filter: smooth large-scale response times pixel response."""
+    rng = _rng("flat", filt)
+    y, x = np.mgrid[0:NPIX, 0:NPIX].astype(np.float32) / NPIX - 0.5
+    a = rng.normal(0.0, 0.02, 5)
+    smooth = 1.0 + a[0] * x + a[1] * y + a[2] * x * y + a[3] * (x**2 - 1 / 12) + a[4] * (y**2 - 1 / 12)
+    pix = rng.normal(1.0, 0.01, (NPIX, NPIX))
+    return (smooth * pix).astype(np.float32)
+
+
+def bad_pixels(detector, fraction=5e-4):
+    """Dead and hot pixel positions of a detector (row, column index arrays).
+
+    Returns ``(dead, hot)``, each a tuple of index arrays inside the science area.
+    """
+    rng = _rng("badpix", detector)
+    n = int(fraction * NPIX * NPIX)
+    lo, hi = NREF, NPIX - NREF
+    dead = (rng.integers(lo, hi, n), rng.integers(lo, hi, n))
+    hot = (rng.integers(lo, hi, n), rng.integers(lo, hi, n))
+    return dead, hot
+
+
+def hot_pixel_rate(detector):
+    """Dark current (DN/s) of the hot pixels of a detector, in the order of :func:`bad_pixels`."""
+    _, hot = bad_pixels(detector)
+    return _rng("hotrate", detector).uniform(0.5, 5.0, hot[0].size)
