@@ -102,7 +102,7 @@ class Archive:
         """
         short = instrument.split("/")[0].lower()
         long_wave = filt in ("F277W", "F356W", "F410M", "F444W")
-        detector = "mirimage" if short == "miri" else ("nrcalong" if long_wave else "nrca1")
+        detector = {"miri": "mirimage", "niriss": "nis"}.get(short, "nrcalong" if long_wave else "nrca1")
         level3 = dict(obsid=self._obsid(), obs_collection="JWST", dataproduct_type="image",
                       instrument_name=instrument, filters=filt, target_name=target,
                       obs_id=f"jw{program:05d}-o{observation:03d}_t001_{short}_clear-{filt.lower()}",
