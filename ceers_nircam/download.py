@@ -532,8 +532,9 @@ def human_size(nbytes):
     return f"{nbytes} B"
 
 
-def print_plan(plan, out=sys.stdout):
-    """Print what a run would do: one line per file with its size, then totals."""
+def print_plan(plan, out=None):
+    """Print what a run would do (to ``out``, default stdout): one line per file with its size, then totals."""
+    out = out or sys.stdout
     width = max([len(e["file"]) for e in plan] + [4])
     print(f"{'file':<{width}}  obs  filter        bytes  action", file=out)
     for e in plan:
@@ -556,7 +557,7 @@ def summarize(plan):
 
 def download(pointing, *, download_dir=DEFAULT_DOWNLOAD_DIR, product_type="UNCAL", filters=FILTERS,
              cleanup=False, sort_files=False, dry_run=False, retries=3, delay=5.0,
-             pointings=None, out=sys.stdout):
+             pointings=None, out=None):
     """Find, fetch and arrange the CEERS NIRCam products of a pointing.
 
     Parameters
@@ -579,8 +580,8 @@ def download(pointing, *, download_dir=DEFAULT_DOWNLOAD_DIR, product_type="UNCAL
         See :func:`with_retries`; used for queries and each file.
     pointings : astropy.table.Table, optional
         Pointing table; the packaged one by default.
-    out : file
-        Where the dry-run listing goes.
+    out : file, optional
+        Where the dry-run listing goes; stdout by default.
 
     Returns
     -------
