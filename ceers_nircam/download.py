@@ -235,7 +235,7 @@ def query_observations(observations=None, filters=FILTERS, *, retries=3, delay=5
     criteria = dict(obs_collection="JWST", proposal_id=PROPOSAL_ID, instrument_name=INSTRUMENT,
                     filters=[f.upper() for f in filters], dataproduct_type="image")
     if observations is None:
-        queries = [("MAST query for program 1345", criteria)]
+        queries = [(f"MAST query for program {PROPOSAL_ID}", criteria)]
     else:
         queries = [(f"MAST query for observation {o}", dict(criteria, obs_id=f"*o{o:03d}*"))
                    for o in observations]

@@ -168,7 +168,7 @@ class MastSimulator:
 
     def __init__(self, archive):
         self.archive = archive
-        self.faults = {}       # file name -> [kind, remaining]; kind an int status or "truncate"
+        self.faults = {}       # file name or "invoke" -> [kind, remaining]; kind an int status or "truncate"
         self.requests = []     # (method, path, detail)
         self._lock = threading.Lock()
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler_class())
@@ -196,7 +196,10 @@ class MastSimulator:
             self.requests.clear()
 
     def set_fault(self, filename, kind, times=None):
-        """Make ``filename`` fail: ``kind`` an HTTP status or ``"truncate"``; ``times`` None = always."""
+        """Make ``filename`` (or ``"invoke"``, the query service) fail.
+
+        ``kind`` is an HTTP status or ``"truncate"``; ``times`` None means always.
+        """
         with self._lock:
             self.faults[filename] = [kind, times]
 
@@ -216,8 +219,9 @@ class MastSimulator:
             if fault is None:
                 return None
             kind, remaining = fault
-            # a status fault answers the HEAD that astroquery sends first; a cut-off hits the GET
-            applies = (method == "HEAD") if kind != "truncate" else (method == "GET")
+            # a status fault answers the first request (HEAD of a download, POST of a query);
+            # a cut-off hits the GET that carries the file
+            applies = (method == "GET") if kind == "truncate" else method in ("HEAD", "POST")
             if remaining == 0:
                 return None
             if applies and remaining is not None:
@@ -278,6 +282,10 @@ class MastSimulator:
                 elif path == "/api/v0/invoke":
                     request = json.loads(form["request"][0])
                     sim._log("POST", "invoke", request)
+                    fault = sim._take_fault("invoke", "POST")
+                    if isinstance(fault, int):
+                        self._send(fault, b"{}")
+                        return
                     answer = sim.invoke(request)
                 else:
                     self._send(404, b"{}")

@@ -341,3 +341,19 @@ def test_http_error_on_one_product_is_reported_and_the_rest_complete(mast, tmp_p
     last = result.stderr.strip().splitlines()[-1]
     assert last.startswith(f"ERROR: 1 of {len(names)} files failed ({victim})")
     assert f"summary: {len(names) - 1} fetched, 0 skipped, 1 failed" in result.stderr
+
+
+@pytest.mark.parametrize("times, returncode", [(1, 0), (None, 1)])
+def test_failing_mast_query_is_retried_then_one_line_error(mast, tmp_path, times, returncode):
+    mast.set_fault("invoke", 503, times)
+    result = run_cli(mast, tmp_path, "3", "--dry-run", "--retries", "1", "--retry-delay", "0")
+    assert result.returncode == returncode
+    queries = [req for m, path, req in mast.requests if path == "invoke" and req["page"] == 1]
+    if returncode == 0:
+        assert len(queries) == 3                     # observation query twice, product list once
+        assert set(result.stdout.split()) >= expected_files(mast.archive, "UNCAL", [3])
+    else:
+        assert len(queries) == 2                     # first try and one retry, then give up
+        last = result.stderr.strip().splitlines()[-1]
+        assert last.startswith(f"ERROR: MAST query for observation 3 failed at {mast.url}: 503")
+        assert result.stdout == ""
