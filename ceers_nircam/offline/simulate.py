@@ -451,7 +451,7 @@ def simulate_exposure(config, exp, catalog, outdir, template_dir, keep_ideal=Fal
     sigma_read = inst.READNOISE_CDS[chan] / np.sqrt(2.0 * inst.NFRAMES)
     raw = np.empty((1, config.ngroups, inst.NPIX, inst.NPIX), dtype=np.uint16)
     for g in range(config.ngroups):
-        counts = inst.delinearize(np.clip(groups[g], 0, None)) + bias
+        counts = inst.delinearize(groups[g]) + bias
         if config.bias_drifts:
             for cs in inst.amp_slices():
                 counts[:, cs] += rng.normal(0.0, 3.0)
@@ -642,3 +642,7 @@ def _main(argv):
 
 def main(argv=None):
     sys.exit(run(_main, argv))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,108 @@
+"""Compare calibrated products with the simulator's truth.
+
+Used by the tests and by the demo's validation report, so both judge the
+reduction by the same measurements.
+"""
+
+import numpy as np
+from astropy.stats import sigma_clipped_stats
+from astropy.table import Table
+from stdatamodels.jwst.datamodels import dqflags
+
+from . import instrument as inst
+
+DO_NOT_USE = dqflags.pixel["DO_NOT_USE"]
+
+
+def source_footprint(shape, sources, pad=2):
+    """Boolean image, True inside every source's rendered stamp (plus ``pad``)."""
+    mask = np.zeros(shape, dtype=bool)
+    for s in sources:
+        half = int(s["halfsize"]) + pad
+        if half <= pad:
+            continue
+        xi, yi = int(round(s["x"])), int(round(s["y"]))
+        mask[max(0, yi - half):max(0, yi + half + 1), max(0, xi - half):max(0, xi + half + 1)] = True
+    return mask
+
+
+def measure_sky(image, dq, sources, exclude=None):
+    """Sigma-clipped median of good pixels outside every source stamp."""
+    good = (dq & DO_NOT_USE) == 0
+    good &= ~source_footprint(image.shape, sources)
+    good &= np.isfinite(image)
+    if exclude is not None:
+        good &= ~exclude
+    _, median, _ = sigma_clipped_stats(image[good], sigma=3.0, maxiters=10)
+    return float(median)
+
+
+def isolated_stars(sources, shape, mag_range=(19.5, 23.5), contrast=5.0, edge=8):
+    """Indices of point sources whose stamp meets no stamp of a source less than
+    ``contrast`` magnitudes fainter, and lies wholly on the detector."""
+    stars = np.flatnonzero((sources["kind"] == "star") & (sources["mag"] >= mag_range[0])
+                           & (sources["mag"] <= mag_range[1]) & (sources["halfsize"] > 0))
+    x, y = np.asarray(sources["x"]), np.asarray(sources["y"])
+    half = np.asarray(sources["halfsize"]) + 2
+    mag = np.asarray(sources["mag"])
+    drawn = np.asarray(sources["halfsize"]) > 0
+    keep = []
+    for i in stars:
+        lo, hi = edge + half[i], min(shape) - edge - half[i]
+        if not (lo <= x[i] <= hi and lo <= y[i] <= hi):
+            continue
+        near = (drawn & (np.abs(x - x[i]) <= half + half[i]) & (np.abs(y - y[i]) <= half + half[i])
+                & (mag < mag[i] + contrast))
+        near[i] = False
+        if not near.any():
+            keep.append(i)
+    return np.array(keep, dtype=int)
+
+
+def star_photometry(image, dq, sources, pixar_sr, indices):
+    """Box photometry of stars (MJy) with a local sky from a surrounding ring.
+
+    Returns a Table of id, mag, true and measured flux and their ratio; stars
+    with an unusable pixel in the box are left out.
+    """
+    rows = []
+    for i in indices:
+        s = sources[i]
+        half = int(s["halfsize"]) + 2
+        xi, yi = int(round(s["x"])), int(round(s["y"]))
+        box = image[yi - half:yi + half + 1, xi - half:xi + half + 1]
+        bad = (dq[yi - half:yi + half + 1, xi - half:xi + half + 1] & DO_NOT_USE) != 0
+        if bad.any() or not np.all(np.isfinite(box)):
+            continue
+        outer = half + 12
+        ring = image[yi - outer:yi + outer + 1, xi - outer:xi + outer + 1].copy()
+        ring_dq = dq[yi - outer:yi + outer + 1, xi - outer:xi + outer + 1]
+        inner = np.zeros(ring.shape, dtype=bool)
+        inner[12:-12, 12:-12] = True
+        use = ~inner & ((ring_dq & DO_NOT_USE) == 0) & np.isfinite(ring)
+        _, sky, _ = sigma_clipped_stats(ring[use], sigma=3.0)
+        measured = float((box - sky).sum() * pixar_sr)
+        rows.append((s["id"], s["mag"], s["flux_mjy"], measured, measured / s["flux_mjy"]))
+    return Table(rows=rows, names=("id", "mag", "flux_true", "flux_measured", "ratio"),
+                 dtype=(int, float, float, float, float))
+
+
+def wcs_offsets(wcs, sources):
+    """Sky offsets (arcsec; dRA cos Dec, dDec) of the WCS at the true pixel positions."""
+    ra, dec = wcs(np.asarray(sources["x"]), np.asarray(sources["y"]))
+    dra = (ra - np.asarray(sources["ra"])) * np.cos(np.deg2rad(np.asarray(sources["dec"]))) * 3600
+    ddec = (dec - np.asarray(sources["dec"])) * 3600
+    return dra, ddec
+
+
+def pixel_offsets(wcs, sources):
+    """Pixel offsets of the truth sky positions through the WCS from their true pixels."""
+    x, y = wcs.backward_transform(np.asarray(sources["ra"]), np.asarray(sources["dec"]))
+    return x - np.asarray(sources["x"]), y - np.asarray(sources["y"])
+
+
+def on_detector(sources, margin=0):
+    """Rows of a truth source table whose true position lies on the detector."""
+    x, y = np.asarray(sources["x"]), np.asarray(sources["y"])
+    inside = (x >= margin) & (x <= inst.NPIX - 1 - margin) & (y >= margin) & (y <= inst.NPIX - 1 - margin)
+    return sources[inside]

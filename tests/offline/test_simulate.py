@@ -1,0 +1,202 @@
+"""The simulator: names, headers, truth files and injected artifacts, checked against the uncal data."""
+
+import os
+import re
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from astropy.io import fits
+from astropy.table import Table
+from stdatamodels.jwst import datamodels
+
+from ceers_nircam.offline import artifacts, scene, validate
+from ceers_nircam.offline import instrument as inst
+from ceers_nircam.offline.simulate import (SimulationConfig, plan_exposures, read_truth, simulate,
+                                           simulate_exposure)
+
+QUIET = dict(sky=False, sources=False, noise=False, wisps=False, snowballs=0, cosmic_rays=0,
+             bad_pixels=False, bias_drifts=False, striping=False)
+
+
+def _sim(tmp_path, keep_ideal=False, detector="NRCA1", filt="F150W", **kw):
+    cfg = SimulationConfig(detectors=(detector,), filters=(filt,), ndithers=1, **kw)
+    exp = plan_exposures(cfg)[0]
+    catalog = cfg.catalog if cfg.catalog is not None else scene.generate_catalog(
+        cfg.ra, cfg.dec, density=cfg.density, seed=cfg.seed)
+    return simulate_exposure(cfg, exp, catalog, str(tmp_path), str(tmp_path / "wisps"),
+                             keep_ideal=keep_ideal), cfg
+
+
+def _calibrate_groups(uncal, ngroups):
+    """Bias-subtracted, linearized, dark-subtracted group values (DN), by the references."""
+    from ceers_nircam.offline.simulate import best_references, plan_exposures  # noqa: F401
+
+    raw = fits.getdata(uncal, "SCI").astype(np.float64)[0]
+    cache = os.path.join(os.environ["CRDS_PATH"], "references", "jwst")
+    bias = fits.getdata(os.path.join(cache, "jwst_nircam_superbias_synth.fits"), "SCI")
+    dark = fits.getdata(os.path.join(cache, "jwst_nircam_dark_synth.fits"), "SCI")[:ngroups]
+    return inst.linearize(raw - bias) - dark
+
+
+def _slope(groups):
+    t = inst.group_mean_times(groups.shape[0])
+    tc = t - t.mean()
+    return np.tensordot(tc, groups - groups.mean(axis=0), axes=1) / (tc**2).sum()
+
+
+def test_striping_truth_is_what_the_rate_image_holds(offline_env, tmp_path):
+    # Nothing but 1/f striping: the truth patterns must be the rate image exactly.
+    (uncal, truth_path, ideal), _ = _sim(tmp_path, keep_ideal=True, ngroups=10,
+                                         **{**QUIET, "striping": True})
+    truth = read_truth(truth_path)
+    pattern = artifacts.striping_image(truth["stripe_rows"], truth["stripe_cols"])
+    np.testing.assert_array_equal(ideal, pattern)  # float32 precision, no tolerance
+    assert np.std(truth["stripe_rows"]) > 3e-3
+    # ...and the ramps in the uncal file carry it, to within 16-bit quantization.
+    slope = _slope(_calibrate_groups(uncal, 10))
+    sci = inst.science_region()
+    resid = slope[sci] - pattern[sci]
+    assert np.abs(np.median(resid)) < 1e-5
+    assert np.std(resid) < 6e-4  # quantization noise of one pixel's slope
+    # Row means per amplifier give back each amplifier's row pattern.
+    cols = np.zeros(inst.NPIX, dtype=bool)
+    cols[inst.science_region()[1]] = True
+    for amp, cs in enumerate(inst.amp_slices()):
+        use = np.flatnonzero(cols[cs]) + cs.start
+        rows = slope[4:-4, use].mean(axis=1) - truth["stripe_cols"][use].mean()
+        np.testing.assert_allclose(rows, truth["stripe_rows"][amp][4:-4], atol=1e-4)
+
+
+def test_names_headers_and_distinct_exposures(offline_env, tmp_path):
+    cfg = SimulationConfig(detectors=("NRCA3", "NRCALONG"), filters=("F150W", "F277W"),
+                           ndithers=3, ngroups=2, **{**QUIET, "sources": True})
+    cat = scene.generate_catalog(cfg.ra, cfg.dec, density=5, seed=3)
+    cfg.catalog = cat
+    uncals = simulate(cfg, str(tmp_path))
+    assert len(uncals) == 6
+    pattern = re.compile(r"jw01345001001_02201_0000[123]_(nrca3|nrcalong)_uncal\.fits$")
+    assert all(pattern.search(u) for u in uncals)
+    seen = set()
+    for u in uncals:
+        h = fits.getheader(u)
+        assert (h["INSTRUME"], h["TELESCOP"], h["EXP_TYPE"]) == ("NIRCAM", "JWST", "NRC_IMAGE")
+        assert (h["READPATT"], h["NGROUPS"], h["NFRAMES"], h["GROUPGAP"]) == ("MEDIUM8", 2, 8, 2)
+        assert (h["PROGRAM"], h["OBSERVTN"], h["SUBARRAY"], h["PUPIL"]) == ("01345", "001", "FULL", "CLEAR")
+        assert h["FILTER"] == ("F150W" if h["DETECTOR"] == "NRCA3" else "F277W")
+        assert h["CHANNEL"] == ("SHORT" if h["DETECTOR"] == "NRCA3" else "LONG")
+        seen.add((h["DETECTOR"], h["EXPOSURE"]))
+        assert fits.getdata(u, "SCI").shape == (1, 2, 2048, 2048)
+        assert fits.getdata(u, "SCI").dtype.kind == "u"
+    assert len(seen) == 6
+    truth_cat = Table.read(tmp_path / "truth_catalog.ecsv")
+    assert len(truth_cat) == len(cat)
+
+
+def test_sky_wisps_bad_pixels_and_snowballs_are_recorded(offline_env, tmp_path):
+    (uncal, truth_path), _ = _sim(tmp_path, detector="NRCA3", filt="F150W", ngroups=5,
+                                  **{**QUIET, "sky": True, "wisps": True, "wisp_scale": 0.62,
+                                     "snowballs": 3, "cosmic_rays": 40, "bad_pixels": True})
+    truth = read_truth(truth_path)
+    h = truth["header"]
+    assert h["WISPSCL"] == pytest.approx(0.62)
+    assert inst.SKY_MJYSR["F150W"] * 0.9 <= h["SKYMJYSR"] <= inst.SKY_MJYSR["F150W"] * 1.1
+    assert os.path.exists(tmp_path / "wisps" / "wisps_nrca3_F150W.fits")
+    groups = _calibrate_groups(uncal, 5)
+    last = groups[-1]
+    # Sky plus scaled wisp template, through the flat, is what the last group holds (noise off).
+    flat = fits.getdata(os.path.join(os.environ["CRDS_PATH"], "references", "jwst",
+                                     "jwst_nircam_flat_f150w_synth.fits"), "SCI")
+    template = np.nan_to_num(fits.getdata(tmp_path / "wisps" / "wisps_nrca3_F150W.fits"))
+    t_last = inst.group_mean_times(5)[-1]
+    expected = (h["SKYRATE"] * flat + h["WISPSCL"] * template) * t_last
+    wisp = template > 0.5 * template.max()
+    assert wisp.sum() > 10000 and template.max() > 0.02
+    np.testing.assert_allclose(np.median(last[wisp] - expected[wisp]), 0.0, atol=0.05)
+    # A wrong scale would be seen: 10% of the wisp is well above that tolerance.
+    assert np.median(0.1 * h["WISPSCL"] * template[wisp] * t_last) > 0.5
+    # Dead pixels collect nothing; hot pixels collect more than the sky.
+    bad = truth["badpix"]
+    dead = bad[bad["kind"] == "dead"]
+    hot = bad[bad["kind"] == "hot"]
+    assert np.allclose(last[dead["y"], dead["x"]], 0.0, atol=1.0)
+    assert np.all(last[hot["y"], hot["x"]] > expected[hot["y"], hot["x"]] + 0.4 * t_last)
+    # Snowball cores saturate from the recorded group on, not before.
+    raw = fits.getdata(uncal, "SCI")[0]
+    for ev in truth["snowballs"]:
+        x, y, g = int(round(ev["x"])), int(round(ev["y"])), int(ev["group"])
+        assert raw[g, y, x] >= inst.SATURATION_LEVEL
+        assert raw[g - 1, y, x] < inst.SATURATION_LEVEL
+    # Cosmic rays: the recorded charge appears as a jump in the recorded group.
+    for cr in truth["cosmic_rays"][:20]:
+        g, y, x = cr["group"], cr["y"], cr["x"]
+        jump = groups[g, y, x] - groups[g - 1, y, x]
+        if (bad["x"] == x).any() and (bad["y"] == y).any():
+            continue
+        assert jump == pytest.approx(cr["charge"] + h["SKYRATE"] * flat[y, x] * inst.group_time()
+                                     + template[y, x] * h["WISPSCL"] * inst.group_time(), abs=2.0)
+
+
+def _wcs_from_uncal(uncal):
+    from jwst.assign_wcs import AssignWcsStep
+
+    with datamodels.Level1bModel(uncal) as raw:
+        image = datamodels.ImageModel((inst.NPIX, inst.NPIX))
+        image.update(raw)
+    return AssignWcsStep.call(image).meta.wcs
+
+
+@pytest.mark.parametrize("error", [(0.0, 0.0), (0.35, -0.21)])
+def test_assign_wcs_places_truth_within_tolerance_or_off_by_the_error(offline_env, tmp_path, error):
+    centre = SimulationConfig()
+    cat = scene.generate_catalog(centre.ra, centre.dec, density=40, seed=9)
+    (uncal, truth_path), _ = _sim(tmp_path, detector="NRCB2", filt="F115W", ngroups=2,
+                                  catalog=cat, pointing_error=error, **{**QUIET, "sources": True})
+    truth = read_truth(truth_path)
+    src = validate.on_detector(truth["sources"])
+    assert len(src) > 20
+    wcs = _wcs_from_uncal(uncal)
+    dra, ddec = validate.wcs_offsets(wcs, src)
+    np.testing.assert_allclose(dra, error[0], atol=1e-3)  # arcsec
+    np.testing.assert_allclose(ddec, error[1], atol=1e-3)
+    if error == (0.0, 0.0):
+        dx, dy = validate.pixel_offsets(wcs, src)
+        assert np.max(np.hypot(dx, dy)) < 0.05
+    h = truth["header"]
+    assert (h["PTGERRA"], h["PTGERRD"]) == error
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--detectors", "NRCC1"], "unknown NIRCam detector"),
+    (["--filters", "F090W"], "unknown filter"),
+    (["--catalog", "missing.ecsv"], "no such catalog"),
+    (["--catalog", "garbage.ecsv"], "cannot read catalog"),
+    (["--catalog", "nora.ecsv"], "lacks column(s) RA"),
+])
+def test_bad_input_is_a_one_line_error(offline_env, tmp_path, args, message):
+    (tmp_path / "garbage.ecsv").write_bytes(b"\x00\x01 not a table \xff\n")
+    Table({"dec": [52.9], "mag": [22.0]}).write(tmp_path / "nora.ecsv")
+    out = tmp_path / "out"
+    proc = subprocess.run([sys.executable, "-m", "ceers_nircam.offline.simulate", str(out), *args],
+                          cwd=tmp_path, capture_output=True, text=True)
+    assert proc.returncode != 0
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("ERROR:") and message in lines[0]
+    assert not out.exists()
+
+
+def test_user_catalog_columns_are_case_insensitive(tmp_path):
+    Table({"RA": [215.0, 215.01], "Dec": [52.9, 52.91], "MAG": [21.0, 22.5]}).write(tmp_path / "c.ecsv")
+    cat = scene.read_catalog(str(tmp_path / "c.ecsv"))
+    assert list(cat["mag"]) == [21.0, 22.5]
+    assert list(cat["kind"]) == ["star", "star"]
+
+
+def test_stamps_hold_exactly_the_source_flux():
+    for r_eff in (0.0, 2.5, 9.0):
+        stamp, half = scene.source_stamp(0.3, -0.2, 1.6, r_eff, 1.5, 0.6, 30.0)
+        assert stamp.shape == (2 * half + 1, 2 * half + 1)
+        assert stamp.sum() == pytest.approx(1.0, rel=1e-12)
+        cy, cx = np.unravel_index(np.argmax(stamp), stamp.shape)
+        assert (abs(cx - half) <= 1) and (abs(cy - half) <= 1)
