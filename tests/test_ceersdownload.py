@@ -30,7 +30,7 @@ SEVEN = ("F115W", "F150W", "F200W", "F277W", "F356W", "F410M", "F444W")
 
 # The simulated archive: a few exposures per observation and filter (MAST has more).
 CEERS_VISITS = [  # observation, filters, exposures per filter
-    (1, SEVEN, 1), (1, ("F115W",), 1),
+    (1, ("F115W",), 2), (1, SEVEN[1:], 1),
     (2, SEVEN, 1), (52, ("F200W", "F444W"), 1),
     (3, SEVEN, 1), (4, SEVEN, 1),
     (69, ("F115W", "F277W"), 1),   # epoch 2, pointing 9
