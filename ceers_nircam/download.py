@@ -402,7 +402,7 @@ def fetch_one(uri, dest, size=None, *, retries=3, delay=5.0):
             status, message, _ = mast.download_file(uri, local_path=tmp, base_url=base_url, cache=False)
             if status != "COMPLETE":
                 # astroquery reports HTTP errors as "HTTPError: 500 Server Error: ..."
-                code = re.search(r"\b([1-5]\d\d)\b", message or "")
+                code = re.search(r"HTTPError: (\d{3})", message or "")
                 raise TransferError(message or status,
                                     transient=_transient_status(int(code.group(1)) if code else None))
             received = os.path.getsize(tmp)
