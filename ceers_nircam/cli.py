@@ -7,6 +7,7 @@ exit, so batch launchers and users see one clear message per failed task.
 """
 
 import argparse
+import contextlib
 import logging
 import sys
 
@@ -32,6 +33,20 @@ def setup_logging(verbose=False):
 def get_logger(name):
     """Logger for a step or module, named ``ceers.<name>``."""
     return logging.getLogger(f"ceers.{name}")
+
+
+@contextlib.contextmanager
+def quiet_loggers(*names, level=logging.WARNING):
+    """Raise the level of the named loggers for the duration of a block."""
+    loggers = [logging.getLogger(n) for n in names]
+    saved = [lg.level for lg in loggers]
+    for lg in loggers:
+        lg.setLevel(level)
+    try:
+        yield
+    finally:
+        for lg, lvl in zip(loggers, saved):
+            lg.setLevel(lvl)
 
 
 def make_parser(description, prog=None):

@@ -29,7 +29,7 @@ from astropy.time import Time
 from stdatamodels.jwst import datamodels
 
 from .. import survey
-from ..cli import CeersError, get_logger, make_parser, progress, run, setup_logging
+from ..cli import CeersError, get_logger, make_parser, progress, quiet_loggers, run, setup_logging
 from ..fitsio import atomic_path
 from . import artifacts, scene
 from . import instrument as inst
@@ -287,7 +287,8 @@ def exposure_wcs(config, exp, distortion, error=(0.0, 0.0)):
 
     model = datamodels.ImageModel((inst.NPIX, inst.NPIX))
     _fill_meta(model.meta, config, exp, detector_wcsinfo(config, exp, error))
-    load_wcs(model, {"distortion": distortion, "filteroffset": None})
+    with quiet_loggers("jwst", "stcal", "stpipe"):
+        load_wcs(model, {"distortion": distortion, "filteroffset": None})
     return model.meta.wcs
 
 
