@@ -31,12 +31,12 @@ from astropy.table import MaskedColumn, Table, unique, vstack
 
 from .cli import CeersError, get_logger, progress
 from .fitsio import atomic_path, check_fits
+from .survey import FILTERS, PROGRAM
 
 log = get_logger("download")
 
-PROPOSAL_ID = "1345"
+PROPOSAL_ID = PROGRAM.lstrip("0")
 INSTRUMENT = "NIRCAM/IMAGE"
-FILTERS = ("F115W", "F150W", "F200W", "F277W", "F356W", "F410M", "F444W")
 PRODUCT_TYPES = ("UNCAL", "RATE", "CAL", "I2D")
 DEFAULT_DOWNLOAD_DIR = "uncals"
 MANIFEST_NAME = "manifest.ecsv"

@@ -9,6 +9,8 @@ import numpy as np
 from astropy.wcs import WCS
 
 PROGRAM = "01345"
+# The seven CEERS NIRCam filters, short wave first.
+FILTERS = ("F115W", "F150W", "F200W", "F277W", "F356W", "F410M", "F444W")
 GRID_CRVAL = (214.825, 52.825)
 GRID_ROTATION = -49.7  # deg, position angle of the output y axis
 GRID_PIXEL_SCALE = 0.03  # arcsec

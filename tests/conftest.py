@@ -30,6 +30,12 @@ def offline_env():
     return environment(OFFLINE_DIR)
 
 
+@pytest.fixture(scope="session")
+def offline_dir(offline_env):
+    """Directory of the built offline environment (holds ceers_env.sh)."""
+    return OFFLINE_DIR
+
+
 _real_connect = socket.socket.connect
 
 

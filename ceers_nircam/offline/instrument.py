@@ -12,6 +12,8 @@ import hashlib
 
 import numpy as np
 
+from .. import survey
+
 NPIX = 2048
 NREF = 4  # reference pixels on every edge
 NAMPS = 4
@@ -21,9 +23,9 @@ SW_DETECTORS = ("NRCA1", "NRCA2", "NRCA3", "NRCA4", "NRCB1", "NRCB2", "NRCB3", "
 LW_DETECTORS = ("NRCALONG", "NRCBLONG")
 DETECTORS = SW_DETECTORS + LW_DETECTORS
 
-SW_FILTERS = ("F115W", "F150W", "F200W")
-LW_FILTERS = ("F277W", "F356W", "F410M", "F444W")
-FILTERS = SW_FILTERS + LW_FILTERS
+FILTERS = survey.FILTERS
+SW_FILTERS = tuple(f for f in FILTERS if int(f[1:4]) < 250)  # 0.6-2.3 um channel
+LW_FILTERS = tuple(f for f in FILTERS if f not in SW_FILTERS)
 
 # Aperture reference points (V2, V3 in arcsec) and V3IdlYAngle (deg), close to SIAF.
 DETECTOR_LAYOUT = {
