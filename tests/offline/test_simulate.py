@@ -173,13 +173,19 @@ def test_assign_wcs_places_truth_within_tolerance_or_off_by_the_error(offline_en
     (["--catalog", "missing.ecsv"], "no such catalog"),
     (["--catalog", "garbage.ecsv"], "cannot read catalog"),
     (["--catalog", "nora.ecsv"], "lacks column(s) RA"),
+    (["--ngroups", "12"], "ngroups must be between 2 and 10"),
+    (["--crds-path-unset"], "CRDS_PATH does not point to a reference cache"),
 ])
 def test_bad_input_is_a_one_line_error(offline_env, tmp_path, args, message):
     (tmp_path / "garbage.ecsv").write_bytes(b"\x00\x01 not a table \xff\n")
     Table({"dec": [52.9], "mag": [22.0]}).write(tmp_path / "nora.ecsv")
     out = tmp_path / "out"
+    env = dict(os.environ)
+    if args == ["--crds-path-unset"]:
+        args = []
+        env["CRDS_PATH"] = str(tmp_path / "no-cache")
     proc = subprocess.run([sys.executable, "-m", "ceers_nircam.offline.simulate", str(out), *args],
-                          cwd=tmp_path, capture_output=True, text=True)
+                          cwd=tmp_path, capture_output=True, text=True, env=env)
     assert proc.returncode != 0
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("ERROR:") and message in lines[0]
