@@ -149,23 +149,41 @@ def snowball_charge(events, gain):
     return out
 
 
-def cosmic_rays(rng, n, ngroups, gain):
-    """Ordinary cosmic-ray hits: one to a few pixels each, landing in a random group.
+def cosmic_ray_count(rng, rate, duration):
+    """Number of cosmic-ray events on a detector in ``duration`` seconds.
 
-    Returns a Table with x, y (pixel), group and charge (DN); multi-pixel hits
-    are listed pixel by pixel with the same ``event`` number.
+    ``rate`` is in events per cm^2 per second (about 5 at L2); NIRCam pixels
+    are 18 micron, so a detector is 13.6 cm^2.
     """
-    rows = []
-    for event in range(n):
-        x0 = rng.integers(inst.NREF, inst.NPIX - inst.NREF - 1)
-        y0 = rng.integers(inst.NREF, inst.NPIX - inst.NREF - 1)
-        g = rng.integers(1, ngroups)
-        charge = rng.uniform(300.0, 5000.0) / gain
-        npix = rng.integers(1, 4)
-        for k in range(npix):
-            dx, dy = (0, 0) if k == 0 else (k % 2, k // 2)
-            rows.append((event, x0 + dx, y0 + dy, g, charge / (1 + k)))
-    names = ("event", "x", "y", "group", "charge")
-    if not rows:
-        return Table(names=names, dtype=(int, int, int, int, float))
-    return Table(rows=rows, names=names)
+    area_cm2 = (inst.NPIX * inst.PIXEL_PITCH_CM) ** 2
+    return int(rng.poisson(rate * area_cm2 * duration))
+
+
+def cosmic_rays(rng, n, ngroups, gain):
+    """Ordinary cosmic-ray hits: one to three pixels each, landing in a random group.
+
+    Returns a Table with one row per hit pixel: event number, x, y, group (>= 1,
+    so the jump is seen) and charge (DN).
+    """
+    x0 = rng.integers(inst.NREF, inst.NPIX - inst.NREF - 1, n)
+    y0 = rng.integers(inst.NREF, inst.NPIX - inst.NREF - 1, n)
+    group = rng.integers(1, max(2, ngroups), n)
+    charge = rng.uniform(300.0, 5000.0, n) / gain
+    npix = rng.integers(1, 4, n)
+    event = np.repeat(np.arange(n), npix)
+    k = np.arange(event.size) - np.repeat(np.cumsum(npix) - npix, npix)  # pixel within event
+    t = Table()
+    t["event"] = event
+    t["x"] = x0[event] + (k == 1)
+    t["y"] = y0[event] + (k == 2)
+    t["group"] = group[event]
+    t["charge"] = charge[event] / (1 + k)
+    return t
+
+
+def add_cosmic_rays(groups, hits):
+    """Add hits to group values (ngroups, ny, nx): charge stays from its group on."""
+    y, x, g, q = (np.asarray(hits[c]) for c in ("y", "x", "group", "charge"))
+    for k in range(groups.shape[0]):
+        now = g <= k
+        np.add.at(groups[k], (y[now], x[now]), q[now].astype(groups.dtype))

@@ -17,6 +17,7 @@ from .. import survey
 NPIX = 2048
 NREF = 4  # reference pixels on every edge
 NAMPS = 4
+PIXEL_PITCH_CM = 18e-4
 AMP_WIDTH = NPIX // NAMPS
 
 SW_DETECTORS = ("NRCA1", "NRCA2", "NRCA3", "NRCA4", "NRCB1", "NRCB2", "NRCB3", "NRCB4")
@@ -51,6 +52,7 @@ SUPERBIAS_LEVEL = 12000.0  # DN
 SATURATION_LEVEL = 60000.0  # DN, raw (bias included)
 LINEARITY_K = 1.2e-6  # corrected = M + K M^2 for bias-subtracted counts M
 MAX_GROUPS = 10  # the dark reference covers up to this many groups
+COSMIC_RAY_RATE = 5.0  # events per cm^2 per s at L2
 
 # DN/s -> MJy/sr for a flat-fielded rate image, and a typical zodiacal sky (MJy/sr).
 PHOTMJSR = {"F115W": 2.60, "F150W": 2.05, "F200W": 2.20,

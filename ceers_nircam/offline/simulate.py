@@ -79,7 +79,7 @@ class SimulationConfig:
     wisps: bool = True
     wisp_scale: float = None  # None draws one per exposure
     snowballs: int = 4
-    cosmic_rays: int = 300
+    cosmic_rays: float = inst.COSMIC_RAY_RATE  # events per cm^2 per s
     bad_pixels: bool = True
     bias_drifts: bool = True
     date: str = EPOCH1_START
@@ -440,9 +440,12 @@ def simulate_exposure(config, exp, catalog, outdir, template_dir, keep_ideal=Fal
     snow = artifacts.snowball_events(rng, config.snowballs, config.ngroups)
     for (idx, dn, g0) in artifacts.snowball_charge(snow, gain):
         groups[g0:, idx[0], idx[1]] += dn
-    crs = artifacts.cosmic_rays(rng, config.cosmic_rays, config.ngroups, gain)
-    for row in crs:
-        groups[row["group"]:, row["y"], row["x"]] += row["charge"]
+    duration = config.ngroups * inst.group_time()
+    crs = artifacts.cosmic_rays(rng, artifacts.cosmic_ray_count(rng, config.cosmic_rays, duration),
+                                config.ngroups, gain)
+    artifacts.add_cosmic_rays(groups, crs)
+    if config.bad_pixels:
+        groups[:, dead[0], dead[1]] = 0.0  # a dead pixel collects no charge of any origin
 
     # Detector: non-linearity, bias, saturation plateau, per-amplifier bias
     # drifts (which reference-pixel correction removes) and read noise.
@@ -610,7 +613,8 @@ def build_parser():
     p.add_argument("--seed", type=int, default=d.seed)
     p.add_argument("--wisp-scale", type=float, help="fixed wisp scale (default: random per image)")
     p.add_argument("--snowballs", type=int, default=d.snowballs, help="snowballs per image")
-    p.add_argument("--cosmic-rays", type=int, default=d.cosmic_rays, help="cosmic-ray hits per image")
+    p.add_argument("--cosmic-ray-rate", type=float, default=d.cosmic_rays,
+                   help="cosmic-ray events per cm^2 per s (0: none)")
     p.add_argument("--template-dir", help="where wisp templates are written (default OUTDIR/wisp_templates)")
     for name in ("sky", "sources", "noise", "striping", "wisps", "bad-pixels", "bias-drifts"):
         p.add_argument(f"--no-{name}", action="store_true", help=f"do not inject {name.replace('-', ' ')}")
@@ -625,7 +629,7 @@ def config_from_args(args):
         pointing=args.pointing, ra=args.ra, dec=args.dec, pa_v3=args.pa_v3,
         pointing_error=tuple(args.pointing_error), seed=args.seed, catalog=args.catalog,
         density=args.density, wisp_scale=args.wisp_scale, snowballs=args.snowballs,
-        cosmic_rays=args.cosmic_rays, sky=not args.no_sky, sources=not args.no_sources,
+        cosmic_rays=args.cosmic_ray_rate, sky=not args.no_sky, sources=not args.no_sources,
         noise=not args.no_noise, striping=not args.no_striping, wisps=not args.no_wisps,
         bad_pixels=not args.no_bad_pixels, bias_drifts=not args.no_bias_drifts)
 
