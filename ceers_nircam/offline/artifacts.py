@@ -59,9 +59,7 @@ def striping_image(rows, cols):
     for amp, cs in enumerate(inst.amp_slices()):
         image[:, cs] = rows[amp][:, None]
     image += cols[None, :]
-    border = np.ones(image.shape, dtype=bool)
-    border[inst.science_region()] = False
-    image[border] = 0.0
+    image[inst.reference_pixel_mask()] = 0.0
     return image
 
 
@@ -82,9 +80,7 @@ def wisp_template(detector, filt):
     peak = 0.04 if filt == "F150W" else 0.05
     template = (peak * ring * np.clip(slope, 0.2, 1.0)).astype(np.float32)
     template[template < 1e-4 * peak] = 0.0
-    border = np.ones(template.shape, dtype=bool)
-    border[inst.science_region()] = False
-    template[border] = np.nan
+    template[inst.reference_pixel_mask()] = np.nan
     return template
 
 

@@ -144,6 +144,13 @@ def science_region():
     return (slice(NREF, NPIX - NREF), slice(NREF, NPIX - NREF))
 
 
+def reference_pixel_mask():
+    """True on the reference-pixel border of a full-frame detector."""
+    border = np.ones((NPIX, NPIX), dtype=bool)
+    border[science_region()] = False
+    return border
+
+
 def _rng(*keys):
     """A generator seeded by names, so the synthetic references are reproducible."""
     digest = hashlib.sha256("/".join(keys).encode()).digest()

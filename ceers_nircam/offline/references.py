@@ -70,17 +70,11 @@ def _common_meta(model, reftype, detector, description):
     return model
 
 
-def _border():
-    border = np.ones((inst.NPIX, inst.NPIX), dtype=bool)
-    border[inst.science_region()] = False
-    return border
-
-
 def mask_model(detector):
     """Bad-pixel mask: reference-pixel border, dead and hot pixels."""
     dq = np.zeros((inst.NPIX, inst.NPIX), dtype=np.uint32)
     # Reference pixels must not carry DO_NOT_USE: the refpix step skips such pixels.
-    dq[_border()] = PIXEL["REFERENCE_PIXEL"]
+    dq[inst.reference_pixel_mask()] = PIXEL["REFERENCE_PIXEL"]
     dead, hot = inst.bad_pixels(detector)
     dq[dead] |= PIXEL["DO_NOT_USE"] | PIXEL["DEAD"]
     dq[hot] |= PIXEL["DO_NOT_USE"] | PIXEL["HOT"]
@@ -113,7 +107,7 @@ def dark_model():
     t = inst.group_mean_times(inst.MAX_GROUPS)
     data = np.empty((inst.MAX_GROUPS, inst.NPIX, inst.NPIX), dtype=np.float32)
     data[:] = (inst.DARK_CURRENT * t).astype(np.float32)[:, None, None]
-    data[:, _border()] = 0.0
+    data[:, inst.reference_pixel_mask()] = 0.0
     model = datamodels.DarkModel(data=data, err=np.zeros_like(data),
                                  dq=np.zeros(data.shape[1:], np.uint32))
     model.meta.exposure.nframes = inst.NFRAMES

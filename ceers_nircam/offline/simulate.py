@@ -367,20 +367,15 @@ def _ramp(rate_e, config, rng, gain):
     return groups
 
 
-def simulate_exposure(config, exp, catalog, outdir, template_dir, keep_ideal=False):
-    """Write one ``*_uncal.fits`` and its ``*_truth.fits``; return their paths.
+def _scene_rate(config, exp, catalog, refs, rng, template_dir):
+    """Photon rate (DN/s, before the flat) of sky, sources and wisp on the detector.
 
-    With ``keep_ideal`` the noiseless rate image (DN/s) that ramp fitting
-    should recover is returned as well.
+    Returns the rate image and a dict of what was injected: the sources on
+    the detector (true pixel positions, fluxes, stamp sizes), sky, wisp scale
+    and the photometric constants used.
     """
-    rng = np.random.default_rng(_seed(config, exp))
-    refs = best_references(exp, config.ngroups)
     chan = exp.channel
-    gain = inst.GAIN[chan]
-    border = np.ones((inst.NPIX, inst.NPIX), dtype=bool)
-    border[inst.science_region()] = False
-
-    # Scene on the detector through the pipeline's own WCS of the true attitude.
+    # Sources go where the pipeline's own WCS of the true attitude puts them.
     true_wcs = exposure_wcs(config, exp, refs["distortion"])
     with datamodels.FlatModel(refs["flat"]) as flat_model:
         flat = flat_model.data.astype(np.float32)
@@ -406,7 +401,7 @@ def simulate_exposure(config, exp, catalog, outdir, template_dir, keep_ideal=Fal
             np.asarray(src["axis_ratio"]), np.asarray(src["theta"]), pixar_sr)
         src["halfsize"] = half
     sky = inst.SKY_MJYSR[exp.filter] * rng.uniform(0.9, 1.1) if config.sky else 0.0
-    # Photon rate in DN/s before the flat: the flat multiplies the response.
+    # The flat multiplies the response; photom converts surface brightness to DN/s.
     rate = ((sb + sky) / photmjsr * flat).astype(np.float32)
 
     wisp_scale = 0.0
@@ -416,14 +411,44 @@ def simulate_exposure(config, exp, catalog, outdir, template_dir, keep_ideal=Fal
         wisp_scale = config.wisp_scale if config.wisp_scale is not None else rng.uniform(0.3, 1.0)
         template = np.nan_to_num(fits.getdata(path).astype(np.float32))
         rate += np.float32(wisp_scale) * template
+    rate[inst.reference_pixel_mask()] = 0.0
+    return rate, dict(sources=src, sky=sky, wisp_scale=wisp_scale, photmjsr=photmjsr,
+                      pixar_sr=pixar_sr, fwhm_pix=fwhm_pix)
 
+
+def _digitize(groups, bias, config, rng, sigma_read):
+    """Raw 16-bit ramp: non-linearity, bias, saturation plateau, per-amplifier
+    bias drifts (which reference-pixel correction removes) and read noise."""
+    plateau = inst.SATURATION_LEVEL + 2500.0
+    raw = np.empty((1,) + groups.shape, dtype=np.uint16)
+    for g in range(groups.shape[0]):
+        counts = inst.delinearize(groups[g]) + bias
+        if config.bias_drifts:
+            for cs in inst.amp_slices():
+                counts[:, cs] += rng.normal(0.0, 3.0)
+        if config.noise:
+            counts += rng.normal(0.0, sigma_read, counts.shape)
+        raw[0, g] = np.clip(np.round(np.minimum(counts, plateau)), 0, 65535).astype(np.uint16)
+    return raw
+
+
+def simulate_exposure(config, exp, catalog, outdir, template_dir, keep_ideal=False):
+    """Write one ``*_uncal.fits`` and its ``*_truth.fits``; return their paths.
+
+    With ``keep_ideal`` the noiseless rate image (DN/s) that ramp fitting
+    should recover is returned as well.
+    """
+    rng = np.random.default_rng(_seed(config, exp))
+    refs = best_references(exp, config.ngroups)
+    gain = inst.GAIN[exp.channel]
+    rate, injected = _scene_rate(config, exp, catalog, refs, rng, template_dir)
     dead, hot = inst.bad_pixels(exp.detector)
-    hot_rate = inst.hot_pixel_rate(exp.detector)
-    rate[border] = 0.0
     if config.bad_pixels:
         rate[dead] = 0.0
     groups = _ramp(rate * gain, config, rng, gain)
 
+    # Signals that are not photons: striping, dark current, hot pixels, then
+    # the jumps of snowballs and cosmic rays.
     tmean = inst.group_mean_times(config.ngroups).astype(np.float32)
     rows = cols = None
     stripes = np.zeros(rate.shape, dtype=np.float32)
@@ -432,11 +457,11 @@ def simulate_exposure(config, exp, catalog, outdir, template_dir, keep_ideal=Fal
         stripes = artifacts.striping_image(rows, cols)
     with datamodels.DarkModel(refs["dark"]) as dark:
         dark_groups = dark.data[: config.ngroups].astype(np.float32)
+    hot_rate = inst.hot_pixel_rate(exp.detector)
     for g in range(config.ngroups):
         groups[g] += stripes * tmean[g] + dark_groups[g]
         if config.bad_pixels:
             groups[g][hot] += hot_rate * tmean[g]
-
     snow = artifacts.snowball_events(rng, config.snowballs, config.ngroups)
     for (idx, dn, g0) in artifacts.snowball_charge(snow, gain):
         groups[g0:, idx[0], idx[1]] += dn
@@ -447,21 +472,10 @@ def simulate_exposure(config, exp, catalog, outdir, template_dir, keep_ideal=Fal
     if config.bad_pixels:
         groups[:, dead[0], dead[1]] = 0.0  # a dead pixel collects no charge of any origin
 
-    # Detector: non-linearity, bias, saturation plateau, per-amplifier bias
-    # drifts (which reference-pixel correction removes) and read noise.
     with datamodels.SuperBiasModel(refs["superbias"]) as sb_model:
         bias = sb_model.data.astype(np.float32)
-    plateau = inst.SATURATION_LEVEL + 2500.0
-    sigma_read = inst.READNOISE_CDS[chan] / np.sqrt(2.0 * inst.NFRAMES)
-    raw = np.empty((1, config.ngroups, inst.NPIX, inst.NPIX), dtype=np.uint16)
-    for g in range(config.ngroups):
-        counts = inst.delinearize(groups[g]) + bias
-        if config.bias_drifts:
-            for cs in inst.amp_slices():
-                counts[:, cs] += rng.normal(0.0, 3.0)
-        if config.noise:
-            counts += rng.normal(0.0, sigma_read, counts.shape)
-        raw[0, g] = np.clip(np.round(np.minimum(counts, plateau)), 0, 65535).astype(np.uint16)
+    sigma_read = inst.READNOISE_CDS[exp.channel] / np.sqrt(2.0 * inst.NFRAMES)
+    raw = _digitize(groups, bias, config, rng, sigma_read)
     del groups
 
     # Level-1b file from the real NIRCam header shipped with jwst.
@@ -479,9 +493,8 @@ def simulate_exposure(config, exp, catalog, outdir, template_dir, keep_ideal=Fal
 
     ideal = rate + stripes
     truth = _write_truth(os.path.join(outdir, f"{exp.rootname}_truth.fits"), config, exp, dict(
-        sky=sky, photmjsr=photmjsr, pixar_sr=pixar_sr, wisp_scale=wisp_scale, rows=rows, cols=cols,
-        sources=src, snowballs=snow, cosmic_rays=crs, dead=dead, hot=hot, error=error,
-        wcsinfo=wcsinfo, refs=refs, fwhm_pix=fwhm_pix, sigma_read=sigma_read, gain=gain))
+        injected, rows=rows, cols=cols, snowballs=snow, cosmic_rays=crs, dead=dead, hot=hot,
+        error=error, wcsinfo=wcsinfo, refs=refs, sigma_read=sigma_read, gain=gain))
     if keep_ideal:
         return uncal, truth, ideal
     return uncal, truth
