@@ -78,6 +78,33 @@ def generate_catalog(ra, dec, radius_arcmin=3.0, density=250.0, mag_range=(18.0,
     return table
 
 
+HST_PIXEL = 0.06  # arcsec, pixel of the HST F160W mosaics the CEERS reference catalog comes from
+HST_PSF_RH = 0.18  # arcsec, half-light radius of a point source in F160W
+
+
+def reference_catalog(truth, mag_limit=26.0, scatter=0.01, seed=0):
+    """An HST-like absolute astrometric reference catalog of a truth scene.
+
+    Same columns as the CEERS HST F160W catalog of EGS: RA, DEC (deg), MAG and
+    rh (half-light radius in 0.06 arcsec pixels). Sources brighter than
+    ``mag_limit`` are kept and their positions scattered by ``scatter`` arcsec
+    per coordinate, as a real catalog's measurement errors.
+    """
+    rng = np.random.default_rng(seed)
+    keep = np.asarray(truth["mag"]) < mag_limit
+    t = truth[keep]
+    dec = np.asarray(t["dec"]) + rng.normal(0, scatter, len(t)) / 3600.0
+    ra = np.asarray(t["ra"]) + rng.normal(0, scatter, len(t)) / 3600.0 / np.cos(np.deg2rad(dec))
+    out = Table()
+    out["RA"] = ra
+    out["DEC"] = dec
+    out["MAG"] = np.asarray(t["mag"])
+    out["rh"] = np.hypot(np.asarray(t["r_eff"]), HST_PSF_RH) / HST_PIXEL
+    out.meta["comments"] = [f"Simulated HST-like reference catalog: MAG < {mag_limit}, "
+                            f"positional scatter {scatter} arcsec per coordinate"]
+    return out
+
+
 def read_catalog(path):
     """Read a user catalog (ECSV or any astropy-readable table) with RA, DEC, MAG.
 

@@ -565,7 +565,8 @@ def read_truth(path):
 def simulate(config, outdir, template_dir=None):
     """Simulate every exposure of ``config`` into ``outdir``.
 
-    Writes ``truth_catalog.ecsv``, the wisp templates (``template_dir``,
+    Writes ``truth_catalog.ecsv``, an HST-like astrometric reference
+    catalog ``reference_catalog.ecsv`` (see :func:`.scene.reference_catalog`), the wisp templates (``template_dir``,
     default ``outdir/wisp_templates``) and ``simulation.json`` listing the
     exposures. Returns the list of uncal paths.
     """
@@ -579,6 +580,8 @@ def simulate(config, outdir, template_dir=None):
                                          seed=config.seed)
     os.makedirs(outdir, exist_ok=True)
     catalog.write(os.path.join(outdir, "truth_catalog.ecsv"), overwrite=True)
+    scene.reference_catalog(catalog, seed=config.seed).write(
+        os.path.join(outdir, "reference_catalog.ecsv"), overwrite=True)
     plan = plan_exposures(config)
     if not plan:
         raise CeersError("no detector observes the requested filters")

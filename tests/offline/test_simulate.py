@@ -92,6 +92,20 @@ def test_names_headers_and_distinct_exposures(offline_env, tmp_path):
     assert len(seen) == 6
     truth_cat = Table.read(tmp_path / "truth_catalog.ecsv")
     assert len(truth_cat) == len(cat)
+    ref = Table.read(tmp_path / "reference_catalog.ecsv")
+    assert ref.colnames == ["RA", "DEC", "MAG", "rh"]  # as the CEERS HST catalog
+    assert len(ref) == (cat["mag"] < 26.0).sum() > 0
+
+
+def test_reference_catalog_scatter_is_as_stated():
+    truth = scene.generate_catalog(215.0, 52.9, radius_arcmin=2.0, density=400, seed=4)
+    ref = scene.reference_catalog(truth, mag_limit=30, scatter=0.02, seed=5)
+    ddec = (ref["DEC"] - truth["dec"]) * 3600
+    dra = (ref["RA"] - truth["ra"]) * np.cos(np.deg2rad(truth["dec"])) * 3600
+    assert len(ref) > 1000
+    assert np.std(ddec) == pytest.approx(0.02, rel=0.1)
+    assert np.std(dra) == pytest.approx(0.02, rel=0.1)
+    assert abs(np.mean(dra)) < 0.003 and abs(np.mean(ddec)) < 0.003
 
 
 def test_sky_wisps_bad_pixels_and_snowballs_are_recorded(offline_env, tmp_path):
