@@ -110,37 +110,50 @@ def write_wisp_templates(directory, detectors=WISP_DETECTORS, filters=WISP_FILTE
     return paths
 
 
+# Charge (DN) at the edge of a snowball's detectable halo, a little above the
+# pipeline's 4-sigma jump threshold, and where its faint wing ends.
+HALO_EDGE_DN = 20.0
+WING_END_DN = 1.0
+
+
 def snowball_events(rng, n, ngroups):
     """Random snowballs: large jump events with saturated cores.
 
-    Returns a Table with x, y (pixel centre), core radius, halo radius (pixels),
-    charge (electrons per halo pixel at the core edge) and the group in which
-    each one lands (always after the first group, so the jump is seen).
+    Returns a Table with x, y (pixel centre), the core radius (saturated),
+    the halo radius (where the deposited charge falls to HALO_EDGE_DN, about
+    what jump detection can see), the outer radius (where the faint wing the
+    jump step misses falls to WING_END_DN), all in pixels; the charge just
+    outside the core (DN); and the group in which each one lands (never the
+    first, so the jump is seen).
     """
-    margin = 60
+    margin = 80
     t = Table()
     t["x"] = rng.uniform(margin, inst.NPIX - margin, n)
     t["y"] = rng.uniform(margin, inst.NPIX - margin, n)
     t["core_radius"] = rng.uniform(3.0, 7.0, n)
     t["halo_radius"] = t["core_radius"] * rng.uniform(2.5, 4.0, n)
-    t["halo_charge"] = rng.uniform(3000.0, 15000.0, n)
+    t["core_edge_dn"] = rng.uniform(1500.0, 7500.0, n)
+    # The halo falls exponentially from the core edge through HALO_EDGE_DN at
+    # the halo radius and on to WING_END_DN.
+    scale = (t["halo_radius"] - t["core_radius"]) / np.log(t["core_edge_dn"] / HALO_EDGE_DN)
+    t["outer_radius"] = t["core_radius"] + scale * np.log(t["core_edge_dn"] / WING_END_DN)
     t["group"] = rng.integers(1, max(2, ngroups - 1), n)
     return t
 
 
-def snowball_charge(events, gain):
-    """Charge image (DN) for each snowball: (index arrays, DN values, group) per event."""
+def snowball_charge(events):
+    """Deposited charge (DN) of each snowball: (index arrays, DN values, group) per event."""
     out = []
     full_well_dn = 2.0 * inst.SATURATION_LEVEL
     for ev in events:
-        r_out = int(np.ceil(ev["halo_radius"]))
+        r_out = int(np.ceil(ev["outer_radius"]))
         xc, yc = int(round(ev["x"])), int(round(ev["y"]))
         yy, xx = np.mgrid[yc - r_out:yc + r_out + 1, xc - r_out:xc + r_out + 1]
         r = np.hypot(xx - ev["x"], yy - ev["y"])
-        inside = r <= ev["halo_radius"]
+        inside = (r <= ev["outer_radius"]) & (xx >= 0) & (yy >= 0) & (xx < inst.NPIX) & (yy < inst.NPIX)
+        scale = (ev["halo_radius"] - ev["core_radius"]) / np.log(ev["core_edge_dn"] / HALO_EDGE_DN)
         dn = np.where(r <= ev["core_radius"], full_well_dn,
-                      ev["halo_charge"] / gain * np.exp(-(r - ev["core_radius"])
-                                                       / (0.35 * ev["halo_radius"])))
+                      ev["core_edge_dn"] * np.exp(-(r - ev["core_radius"]) / scale))
         out.append(((yy[inside], xx[inside]), dn[inside], int(ev["group"])))
     return out
 

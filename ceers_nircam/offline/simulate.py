@@ -463,7 +463,7 @@ def simulate_exposure(config, exp, catalog, outdir, template_dir, keep_ideal=Fal
         if config.bad_pixels:
             groups[g][hot] += hot_rate * tmean[g]
     snow = artifacts.snowball_events(rng, config.snowballs, config.ngroups)
-    for (idx, dn, g0) in artifacts.snowball_charge(snow, gain):
+    for (idx, dn, g0) in artifacts.snowball_charge(snow):
         groups[g0:, idx[0], idx[1]] += dn
     duration = config.ngroups * inst.group_time()
     crs = artifacts.cosmic_rays(rng, artifacts.cosmic_ray_count(rng, config.cosmic_rays, duration),

@@ -95,6 +95,22 @@ def test_assign_wcs_puts_truth_at_the_simulated_pixels(calibrated):
     assert np.max(np.hypot(dx, dy)) < 0.05
 
 
+def test_jump_step_sees_snowball_cores_and_halos_but_not_their_wings(calibrated):
+    # The faint wing beyond the halo radius is what CEERS's snowball expansion is for.
+    truth = calibrated["truth"]
+    assert len(truth["snowballs"]) >= 3
+    with datamodels.ImageModel(calibrated["rate"]) as rate:
+        yy, xx = np.mgrid[0:inst.NPIX, 0:inst.NPIX]
+        for ev in truth["snowballs"]:
+            r = np.hypot(xx - ev["x"], yy - ev["y"])
+            core = r <= ev["core_radius"] - 1
+            halo = (r > ev["core_radius"] + 1) & (r < 0.8 * ev["halo_radius"])
+            wing = (r > ev["halo_radius"] + 3) & (r < ev["outer_radius"])
+            assert np.all(rate.dq[core] & datamodels.dqflags.pixel["SATURATED"])
+            assert np.mean(rate.dq[halo] & datamodels.dqflags.pixel["JUMP_DET"] > 0) > 0.9
+            assert np.mean(rate.dq[wing] & datamodels.dqflags.pixel["JUMP_DET"] > 0) < 0.3
+
+
 def test_rate_noise_matches_the_pipeline_error(calibrated):
     # Away from sources and flagged pixels, rate minus the noiseless truth is
     # pure Poisson + read noise: its spread must match the ERR the pipeline derives

@@ -143,6 +143,16 @@ def test_sky_wisps_bad_pixels_and_snowballs_are_recorded(offline_env, tmp_path):
         x, y, g = int(round(ev["x"])), int(round(ev["y"])), int(ev["group"])
         assert raw[g, y, x] >= inst.SATURATION_LEVEL
         assert raw[g - 1, y, x] < inst.SATURATION_LEVEL
+    # Halo charge falls through the recorded levels at the halo and outer radii.
+    for ev in truth["snowballs"]:
+        g = int(ev["group"])
+        jump = groups[g] - groups[g - 1] - (h["SKYRATE"] * flat + h["WISPSCL"] * template) * inst.group_time()
+        yy, xx = np.mgrid[0:inst.NPIX, 0:inst.NPIX]
+        r = np.hypot(xx - ev["x"], yy - ev["y"])
+        for radius, level in ((ev["halo_radius"], artifacts.HALO_EDGE_DN),
+                              (ev["outer_radius"] - 1.0, artifacts.WING_END_DN * 1.5)):
+            ring = np.abs(r - radius) < 0.5
+            assert np.median(jump[ring]) == pytest.approx(level, rel=0.3, abs=0.6)
     # Cosmic rays: the recorded charge appears as a jump in the recorded group.
     hits = truth["cosmic_rays"]
     assert 1000 < len(hits) < 20000  # 0.5 events/cm^2/s over 5 groups
