@@ -69,6 +69,7 @@ class SimulationConfig:
     dec: float = None
     pa_v3: float = survey.EPOCH1_PA_V3
     pointing_error: tuple = (0.0, 0.0)  # (dRA cos(dec), dDec) arcsec, header minus truth
+    dither_error: float = 0.0  # rms (arcsec) of a further error per exposure, per axis
     seed: int = 1345
     catalog: object = None  # Table, or a path to an ECSV; None generates one
     density: float = 250.0  # sources per arcmin^2 for a generated scene
@@ -191,6 +192,18 @@ def detector_wcsinfo(config, exp, error=(0.0, 0.0)):
             "ra_ref": float(ra) % 360.0, "dec_ref": float(dec), "roll_ref": float(roll),
             "pa_v3": float(pa_v3), "ra_v1": float(ra_v1) % 360.0, "dec_v1": float(dec_v1),
             "ra_field": ra_f, "dec_field": dec_f}
+
+
+def exposure_pointing_error(config, exp):
+    """Header-minus-true pointing (arcsec) of an exposure: the visit's error plus
+    the exposure's own dither error, shared by every detector of the exposure."""
+    dra, ddec = config.pointing_error
+    if config.dither_error > 0:
+        key = f"{config.seed}/{exp.observation}/{exp.visit}/{exp.visit_group}/{exp.exposure}"
+        rng = np.random.default_rng(int.from_bytes(hashlib.sha256(key.encode()).digest()[:8], "little"))
+        jitter = rng.normal(0.0, config.dither_error, 2)
+        dra, ddec = dra + jitter[0], ddec + jitter[1]
+    return float(dra), float(ddec)
 
 
 def _fill_meta(meta, config, exp, wcsinfo):
@@ -482,7 +495,7 @@ def simulate_exposure(config, exp, catalog, outdir, template_dir, keep_ideal=Fal
     with datamodels.Level1bModel(_template_path()) as template_model:
         model = datamodels.Level1bModel(data=raw)
         model.update(template_model, only="PRIMARY")
-    error = tuple(config.pointing_error)
+    error = exposure_pointing_error(config, exp)
     wcsinfo = detector_wcsinfo(config, exp, error)
     _fill_meta(model.meta, config, exp, wcsinfo)
     os.makedirs(outdir, exist_ok=True)
@@ -514,6 +527,8 @@ def _write_truth(path, config, exp, t):
     hdr["WISPSCL"] = (t["wisp_scale"], "wisp template scale (0: none)")
     hdr["PTGERRA"] = (t["error"][0], "[arcsec] header minus true RA*cos(Dec)")
     hdr["PTGERRD"] = (t["error"][1], "[arcsec] header minus true Dec")
+    hdr["VISERRA"] = (config.pointing_error[0], "[arcsec] visit part of PTGERRA")
+    hdr["VISERRD"] = (config.pointing_error[1], "[arcsec] visit part of PTGERRD")
     hdr["GAIN"] = (t["gain"], "[e/DN]")
     hdr["RNGROUP"] = (t["sigma_read"], "[DN] read noise of one group")
     hdr["PSFFWHM"] = (t["fwhm_pix"], "[pixel] PSF FWHM")
@@ -623,7 +638,9 @@ def build_parser():
     p.add_argument("--dec", type=float, help="field centre Dec (deg), overrides --pointing")
     p.add_argument("--pa-v3", type=float, default=d.pa_v3, help="V3 position angle (deg)")
     p.add_argument("--pointing-error", type=float, nargs=2, default=d.pointing_error,
-                   metavar=("DRA", "DDEC"), help="header minus true pointing (arcsec)")
+                   metavar=("DRA", "DDEC"), help="header minus true pointing of the visit (arcsec)")
+    p.add_argument("--dither-error", type=float, default=d.dither_error,
+                   help="rms (arcsec, per axis) of a further pointing error per exposure")
     p.add_argument("--catalog", help="ECSV (or other astropy table) with RA, DEC, MAG columns")
     p.add_argument("--density", type=float, default=d.density, help="generated sources per arcmin^2")
     p.add_argument("--seed", type=int, default=d.seed)
@@ -643,7 +660,7 @@ def config_from_args(args):
         detectors=args.detectors, filters=args.filters, ngroups=args.ngroups,
         ndithers=args.dithers, observation=args.observation, visit=args.visit,
         pointing=args.pointing, ra=args.ra, dec=args.dec, pa_v3=args.pa_v3,
-        pointing_error=tuple(args.pointing_error), seed=args.seed, catalog=args.catalog,
+        pointing_error=tuple(args.pointing_error), dither_error=args.dither_error, seed=args.seed, catalog=args.catalog,
         density=args.density, wisp_scale=args.wisp_scale, snowballs=args.snowballs,
         cosmic_rays=args.cosmic_ray_rate, sky=not args.no_sky, sources=not args.no_sources,
         noise=not args.no_noise, striping=not args.no_striping, wisps=not args.no_wisps,

@@ -197,6 +197,20 @@ def test_assign_wcs_places_truth_within_tolerance_or_off_by_the_error(offline_en
     assert (h["PTGERRA"], h["PTGERRD"]) == error
 
 
+def test_dither_errors_are_shared_by_the_detectors_of_an_exposure(offline_env):
+    from ceers_nircam.offline.simulate import exposure_pointing_error
+
+    cfg = SimulationConfig(detectors=("NRCA1", "NRCB1", "NRCALONG"), filters=("F115W", "F277W"),
+                           ndithers=3, pointing_error=(0.2, -0.1), dither_error=0.01)
+    errors = {}
+    for exp in plan_exposures(cfg):
+        errors.setdefault(exp.exposure, set()).add(exposure_pointing_error(cfg, exp))
+    assert all(len(e) == 1 for e in errors.values())  # one telescope pointing per exposure
+    values = np.array([next(iter(e)) for e in errors.values()])
+    assert len({tuple(v) for v in values}) == 3  # differing between exposures
+    assert np.all(np.abs(values - [0.2, -0.1]) < 0.06)  # 6 sigma
+
+
 @pytest.mark.parametrize("args,message", [
     (["--detectors", "NRCC1"], "unknown NIRCam detector"),
     (["--filters", "F090W"], "unknown filter"),
