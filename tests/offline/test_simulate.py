@@ -250,3 +250,25 @@ def test_stamps_hold_exactly_the_source_flux():
         assert stamp.sum() == pytest.approx(1.0, rel=1e-12)
         cy, cx = np.unravel_index(np.argmax(stamp), stamp.shape)
         assert (abs(cx - half) <= 1) and (abs(cy - half) <= 1)
+
+
+def test_command_line_writes_what_it_was_asked_for(offline_env, tmp_path):
+    out = tmp_path / "sims"
+    proc = subprocess.run(
+        [sys.executable, "-m", "ceers_nircam.offline.simulate", str(out), "--detectors", "NRCB4",
+         "--filters", "F200W", "--dithers", "2", "--ngroups", "2", "--density", "20",
+         "--pointing-error", "0.1", "-0.05", "--wisp-scale", "0.4", "--observation", "3",
+         "--pointing", "nircam3"],
+        capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    import json
+
+    manifest = json.loads((out / "simulation.json").read_text())
+    assert manifest["exposures"] == ["jw01345003001_02201_00001_nrcb4_uncal.fits",
+                                     "jw01345003001_02201_00002_nrcb4_uncal.fits"]
+    for name in manifest["exposures"]:
+        assert (out / name).exists()
+        h = read_truth(str(out / name.replace("_uncal", "_truth")))["header"]
+        assert (h["PTGERRA"], h["PTGERRD"], h["WISPSCL"]) == (0.1, -0.05, 0.4)
+    assert (out / "wisp_templates" / "wisps_nrcb4_F200W.fits").exists()
+    assert not [p for p in out.iterdir() if ".part" in p.name]  # nothing half-written is left
