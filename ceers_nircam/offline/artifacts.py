@@ -53,13 +53,19 @@ def striping_patterns(rng, row_rms=0.006, col_rms=0.002):
     return rows.astype(np.float32), cols.astype(np.float32)
 
 
-def striping_image(rows, cols):
-    """The 2D image of row and column patterns on the light-sensitive pixels."""
-    image = np.zeros((inst.NPIX, inst.NPIX), dtype=np.float32)
-    for amp, cs in enumerate(inst.amp_slices()):
+def striping_image(rows, cols, border=None):
+    """The 2D image of row and column patterns on the light-sensitive pixels.
+
+    ``rows`` is (noutputs, ny), one row pattern per readout amplifier, and
+    ``cols`` (nx,); ``border`` marks reference pixels (the full-frame border
+    by default).
+    """
+    rows = np.atleast_2d(rows)
+    image = np.zeros((rows.shape[1], cols.size), dtype=np.float32)
+    for amp, cs in enumerate(inst.amp_slices(cols.size, rows.shape[0])):
         image[:, cs] = rows[amp][:, None]
     image += cols[None, :]
-    image[inst.reference_pixel_mask()] = 0.0
+    image[inst.reference_pixel_mask() if border is None else border] = 0.0
     return image
 
 
@@ -116,7 +122,7 @@ HALO_EDGE_DN = 20.0
 WING_END_DN = 1.0
 
 
-def snowball_events(rng, n, ngroups):
+def snowball_events(rng, n, ngroups, shape=(inst.NPIX, inst.NPIX)):
     """Random snowballs: large jump events with saturated cores.
 
     Returns a Table with x, y (pixel centre), the core radius (saturated),
@@ -126,10 +132,10 @@ def snowball_events(rng, n, ngroups):
     outside the core (DN); and the group in which each one lands (never the
     first, so the jump is seen).
     """
-    margin = 80
+    margin = min(80, min(shape) // 4)
     t = Table()
-    t["x"] = rng.uniform(margin, inst.NPIX - margin, n)
-    t["y"] = rng.uniform(margin, inst.NPIX - margin, n)
+    t["x"] = rng.uniform(margin, shape[1] - margin, n)
+    t["y"] = rng.uniform(margin, shape[0] - margin, n)
     t["core_radius"] = rng.uniform(3.0, 7.0, n)
     t["halo_radius"] = t["core_radius"] * rng.uniform(2.5, 4.0, n)
     t["core_edge_dn"] = rng.uniform(1500.0, 7500.0, n)
@@ -141,7 +147,7 @@ def snowball_events(rng, n, ngroups):
     return t
 
 
-def snowball_charge(events):
+def snowball_charge(events, shape=(inst.NPIX, inst.NPIX)):
     """Deposited charge (DN) of each snowball: (index arrays, DN values, group) per event."""
     out = []
     full_well_dn = 2.0 * inst.SATURATION_LEVEL
@@ -150,7 +156,7 @@ def snowball_charge(events):
         xc, yc = int(round(ev["x"])), int(round(ev["y"]))
         yy, xx = np.mgrid[yc - r_out:yc + r_out + 1, xc - r_out:xc + r_out + 1]
         r = np.hypot(xx - ev["x"], yy - ev["y"])
-        inside = (r <= ev["outer_radius"]) & (xx >= 0) & (yy >= 0) & (xx < inst.NPIX) & (yy < inst.NPIX)
+        inside = (r <= ev["outer_radius"]) & (xx >= 0) & (yy >= 0) & (xx < shape[1]) & (yy < shape[0])
         scale = (ev["halo_radius"] - ev["core_radius"]) / np.log(ev["core_edge_dn"] / HALO_EDGE_DN)
         dn = np.where(r <= ev["core_radius"], full_well_dn,
                       ev["core_edge_dn"] * np.exp(-(r - ev["core_radius"]) / scale))
@@ -158,24 +164,24 @@ def snowball_charge(events):
     return out
 
 
-def cosmic_ray_count(rng, rate, duration):
+def cosmic_ray_count(rng, rate, duration, npix=inst.NPIX * inst.NPIX):
     """Number of cosmic-ray events on a detector in ``duration`` seconds.
 
     ``rate`` is in events per cm^2 per second (about 5 at L2); NIRCam pixels
-    are 18 micron, so a detector is 13.6 cm^2.
+    are 18 micron, so a full detector (``npix`` pixels) is 13.6 cm^2.
     """
-    area_cm2 = (inst.NPIX * inst.PIXEL_PITCH_CM) ** 2
+    area_cm2 = npix * inst.PIXEL_PITCH_CM**2
     return int(rng.poisson(rate * area_cm2 * duration))
 
 
-def cosmic_rays(rng, n, ngroups, gain):
+def cosmic_rays(rng, n, ngroups, gain, shape=(inst.NPIX, inst.NPIX)):
     """Ordinary cosmic-ray hits: one to three pixels each, landing in a random group.
 
     Returns a Table with one row per hit pixel: event number, x, y, group (>= 1,
     so the jump is seen) and charge (DN).
     """
-    x0 = rng.integers(inst.NREF, inst.NPIX - inst.NREF - 1, n)
-    y0 = rng.integers(inst.NREF, inst.NPIX - inst.NREF - 1, n)
+    x0 = rng.integers(inst.NREF, shape[1] - inst.NREF - 1, n)
+    y0 = rng.integers(inst.NREF, shape[0] - inst.NREF - 1, n)
     group = rng.integers(1, max(2, ngroups), n)
     charge = rng.uniform(300.0, 5000.0, n) / gain
     npix = rng.integers(1, 4, n)

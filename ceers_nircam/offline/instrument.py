@@ -63,6 +63,17 @@ SKY_MJYSR = {"F115W": 0.16, "F150W": 0.17, "F200W": 0.19,
 PSF_FWHM = {"F115W": 0.040, "F150W": 0.050, "F200W": 0.066,
             "F277W": 0.092, "F356W": 0.116, "F410M": 0.137, "F444W": 0.145}
 
+# Imaging subarrays of the synthetic instrument: name -> (xstart, ystart, size,
+# outputs), 1-based as in the headers. CEERS observed full frame; the small
+# subarrays (read through one output, at the detector corner with its
+# reference pixels) make fast tests.
+SUBARRAYS = {
+    "FULL": (1, 1, NPIX, NAMPS),
+    "SUB640": (1, 1, 640, 1),
+    "SUB320": (1, 1, 320, 1),
+    "SUB160": (1, 1, 160, 1),
+}
+
 # Readout pattern used by CEERS.
 READPATT = "MEDIUM8"
 NFRAMES = 8
@@ -100,6 +111,26 @@ def frame_time(xsize=NPIX, ysize=NPIX, noutputs=NAMPS):
     return (xsize / noutputs + 12) * (ysize + 1) * 1.0e-5
 
 
+def subarray_region(name):
+    """(row slice, column slice) of a subarray in full-frame pixels."""
+    xstart, ystart, size, _ = subarray(name)
+    return (slice(ystart - 1, ystart - 1 + size), slice(xstart - 1, xstart - 1 + size))
+
+
+def subarray(name):
+    """(xstart, ystart, size, noutputs) of a named subarray."""
+    try:
+        return SUBARRAYS[name.upper()]
+    except KeyError:
+        raise ValueError(f"unknown subarray {name!r}; known: {', '.join(SUBARRAYS)}") from None
+
+
+def subarray_frame_time(name):
+    """Frame time of a named subarray's readout."""
+    _, _, size, noutputs = subarray(name)
+    return frame_time(size, size, noutputs)
+
+
 def group_time(tframe=None):
     """Time between the starts of consecutive groups."""
     tframe = frame_time() if tframe is None else tframe
@@ -134,9 +165,10 @@ def delinearize(linear):
     return 2.0 * linear / (1.0 + np.sqrt(1.0 + 4.0 * LINEARITY_K * linear))
 
 
-def amp_slices():
-    """Column slices of the four readout amplifiers."""
-    return [slice(i * AMP_WIDTH, (i + 1) * AMP_WIDTH) for i in range(NAMPS)]
+def amp_slices(width=NPIX, noutputs=NAMPS):
+    """Column slices of the readout amplifiers of an image ``width`` columns wide."""
+    step = width // noutputs
+    return [slice(i * step, (i + 1) * step) for i in range(noutputs)]
 
 
 def science_region():

@@ -29,7 +29,7 @@ log = get_logger("offline.references")
 CONTEXT = 9000
 PMAP = f"jwst_{CONTEXT}.pmap"
 # Bumped whenever reference content changes, so stale caches are rebuilt.
-CACHE_VERSION = "1"
+CACHE_VERSION = "2"
 USEAFTER = "2022-01-01T00:00:00"
 SERVERLESS_URL = "https://jwst-serverless-mode.stsci.edu"
 
@@ -50,7 +50,7 @@ def crds_environment(cache):
 # reference models
 
 
-def _common_meta(model, reftype, detector, description):
+def _common_meta(model, reftype, detector, description, subarray="FULL"):
     m = model.meta
     m.telescope = "JWST"
     m.instrument.name = "NIRCAM"
@@ -64,7 +64,8 @@ def _common_meta(model, reftype, detector, description):
         sub = m.subarray
     except AttributeError:  # not every reference schema carries subarray keywords
         return model
-    sub.name, sub.xstart, sub.ystart, sub.xsize, sub.ysize = "FULL", 1, 1, inst.NPIX, inst.NPIX
+    xstart, ystart, size, _ = inst.subarray(subarray)
+    sub.name, sub.xstart, sub.ystart, sub.xsize, sub.ysize = subarray, xstart, ystart, size, size
     sub.fastaxis = -1 if detector.upper().startswith("NRCA") else 1
     sub.slowaxis = 2
     return model
@@ -102,12 +103,18 @@ def linearity_model():
     return _common_meta(model, "LINEARITY", "ANY", "Synthetic quadratic classical non-linearity")
 
 
-def dark_model():
-    """Dark current in the MEDIUM8 readout: each group the mean of its frames."""
-    t = inst.group_mean_times(inst.MAX_GROUPS)
-    data = np.empty((inst.MAX_GROUPS, inst.NPIX, inst.NPIX), dtype=np.float32)
+def dark_model(subarray="FULL"):
+    """Dark current in the MEDIUM8 readout of a subarray: each group the mean of its frames.
+
+    The dark step does not cut full-frame darks to subarrays, and the group
+    times depend on the readout, so every subarray has a dark of its own.
+    """
+    region = inst.subarray_region(subarray)
+    t = inst.group_mean_times(inst.MAX_GROUPS, inst.subarray_frame_time(subarray))
+    border = inst.reference_pixel_mask()[region]
+    data = np.empty((inst.MAX_GROUPS,) + border.shape, dtype=np.float32)
     data[:] = (inst.DARK_CURRENT * t).astype(np.float32)[:, None, None]
-    data[:, inst.reference_pixel_mask()] = 0.0
+    data[:, border] = 0.0
     model = datamodels.DarkModel(data=data, err=np.zeros_like(data),
                                  dq=np.zeros(data.shape[1:], np.uint32))
     model.meta.exposure.nframes = inst.NFRAMES
@@ -115,7 +122,7 @@ def dark_model():
     model.meta.exposure.ngroups = inst.MAX_GROUPS
     model.meta.exposure.nints = 1
     model.meta.exposure.readpatt = inst.READPATT
-    return _common_meta(model, "DARK", "ANY", "Synthetic dark current, MEDIUM8")
+    return _common_meta(model, "DARK", "ANY", f"Synthetic dark current, MEDIUM8, {subarray}", subarray)
 
 
 def gain_model(chan):
@@ -238,9 +245,9 @@ def _reference_plan(detectors, filters):
     plan = []
     chans = sorted({inst.channel(d) for d in detectors})
 
-    def shared(reftype, factory, keyfunc=lambda d: d):
+    def shared(reftype, factory):
         fname = f"jwst_nircam_{reftype}_synth.fits"
-        plan.append((reftype, fname, factory, {keyfunc(d): fname for d in detectors}))
+        plan.append((reftype, fname, factory, {d: fname for d in detectors}))
 
     for det in detectors:
         fname = f"jwst_nircam_mask_{det.lower()}_synth.fits"
@@ -251,7 +258,9 @@ def _reference_plan(detectors, filters):
     shared("saturation", saturation_model)
     shared("linearity", linearity_model)
     shared("photom", photom_model)
-    shared("dark", dark_model, keyfunc=lambda d: (d, "FULL"))
+    for sub in inst.SUBARRAYS:
+        fname = "jwst_nircam_dark_synth.fits" if sub == "FULL" else f"jwst_nircam_dark_{sub.lower()}_synth.fits"
+        plan.append(("dark", fname, lambda s=sub: dark_model(s), {(d, sub): fname for d in detectors}))
     for reftype, factory in (("gain", gain_model), ("readnoise", readnoise_model), ("area", area_model)):
         for chan in chans:
             fname = f"jwst_nircam_{reftype}_{chan.lower()}_synth.fits"

@@ -62,6 +62,7 @@ class SimulationConfig:
     filters: tuple = ("F150W", "F277W")
     ngroups: int = 9
     ndithers: int = 3
+    subarray: str = "FULL"  # or SUB640, SUB320, SUB160 (one output, fast tests)
     observation: int = 1
     visit: int = 1
     pointing: str = "nircam1"  # a DR0.5 mosaic grid whose centre is the field centre
@@ -98,6 +99,11 @@ class SimulationConfig:
                 inst.filter_channel(f)
             except ValueError as err:
                 raise CeersError(str(err)) from None
+        self.subarray = self.subarray.upper()
+        try:
+            inst.subarray(self.subarray)
+        except ValueError as err:
+            raise CeersError(str(err)) from None
         if not 2 <= self.ngroups <= inst.MAX_GROUPS:
             raise CeersError(f"ngroups must be between 2 and {inst.MAX_GROUPS}, not {self.ngroups}")
         if not 1 <= self.ndithers <= len(DITHERS):
@@ -141,7 +147,7 @@ def plan_exposures(config):
     sw = [f for f in config.filters if inst.filter_channel(f) == "SHORT"]
     lw = [f for f in config.filters if inst.filter_channel(f) == "LONG"]
     npairs = max(len(sw), len(lw))
-    tgroup = inst.group_time()
+    tgroup = inst.group_time(inst.subarray_frame_time(config.subarray))
     duration = config.ngroups * tgroup / 86400.0 + 60.0 / 86400.0
     start = Time(config.date).mjd
     plan = []
@@ -206,8 +212,10 @@ def exposure_pointing_error(config, exp):
     return float(dra), float(ddec)
 
 
-def _fill_meta(meta, config, exp, wcsinfo):
+def _fill_meta(meta, config, exp, wcsinfo, subarray=None):
     """Set every keyword the pipeline reads for a CEERS NIRCam image."""
+    subarray = subarray or config.subarray
+    xstart, ystart, size, noutputs = inst.subarray(subarray)
     chan = exp.channel
     meta.filename = f"{exp.rootname}_uncal.fits"
     meta.telescope = "JWST"
@@ -248,10 +256,10 @@ def _fill_meta(meta, config, exp, wcsinfo):
     m.frame_divisor = inst.NFRAMES
     m.ngroups = config.ngroups
     m.nints = 1
-    m.noutputs = inst.NAMPS
+    m.noutputs = noutputs
     m.nsamples = 1
     m.sample_time = 10
-    tframe = inst.frame_time()
+    tframe = inst.subarray_frame_time(subarray)
     m.frame_time = tframe
     m.group_time = inst.group_time(tframe)
     m.integration_time = config.ngroups * m.group_time
@@ -266,11 +274,11 @@ def _fill_meta(meta, config, exp, wcsinfo):
     m.zero_frame = False
     m.nresets_at_start = 1
     m.nresets_between_ints = 1
-    meta.subarray.name = "FULL"
-    meta.subarray.xstart = 1
-    meta.subarray.ystart = 1
-    meta.subarray.xsize = inst.NPIX
-    meta.subarray.ysize = inst.NPIX
+    meta.subarray.name = subarray
+    meta.subarray.xstart = xstart
+    meta.subarray.ystart = ystart
+    meta.subarray.xsize = size
+    meta.subarray.ysize = size
     meta.subarray.fastaxis = -1 if exp.detector.startswith("NRCA") else 1
     meta.subarray.slowaxis = 2
     meta.dither.primary_type = "NONE"
@@ -279,8 +287,8 @@ def _fill_meta(meta, config, exp, wcsinfo):
     meta.dither.subpixel_pattern = "STANDARD"
     meta.dither.x_offset = DITHERS[exp.dither][0]
     meta.dither.y_offset = DITHERS[exp.dither][1]
-    meta.aperture.name = f"{exp.detector}_FULL"
-    meta.aperture.pps_name = f"{exp.detector}_FULL"
+    meta.aperture.name = f"{exp.detector}_{subarray}"
+    meta.aperture.pps_name = f"{exp.detector}_{subarray}"
     w = meta.wcsinfo
     for key in ("v2_ref", "v3_ref", "vparity", "v3yangle", "ra_ref", "dec_ref", "roll_ref"):
         setattr(w, key, wcsinfo[key])
@@ -295,11 +303,11 @@ def _fill_meta(meta, config, exp, wcsinfo):
 
 
 def exposure_wcs(config, exp, distortion, error=(0.0, 0.0)):
-    """The pipeline's gwcs for an exposure (``assign_wcs`` on the given attitude)."""
+    """The pipeline's full-frame gwcs for an exposure (``assign_wcs`` on the given attitude)."""
     from jwst.assign_wcs.assign_wcs import load_wcs
 
     model = datamodels.ImageModel((inst.NPIX, inst.NPIX))
-    _fill_meta(model.meta, config, exp, detector_wcsinfo(config, exp, error))
+    _fill_meta(model.meta, config, exp, detector_wcsinfo(config, exp, error), subarray="FULL")
     with quiet_loggers("jwst", "stcal", "stpipe"):
         load_wcs(model, {"distortion": distortion, "filteroffset": None})
     return model.meta.wcs
@@ -318,7 +326,7 @@ def crds_cache_path():
     return path
 
 
-def best_references(exp, ngroups):
+def best_references(exp, ngroups, subarray="FULL"):
     """The reference files CRDS selects for an exposure, as the pipeline will."""
     params = {
         "META.INSTRUMENT.NAME": "NIRCAM",
@@ -330,7 +338,7 @@ def best_references(exp, ngroups):
         "META.EXPOSURE.TYPE": "NRC_IMAGE",
         "META.EXPOSURE.READPATT": inst.READPATT,
         "META.EXPOSURE.NGROUPS": str(ngroups),
-        "META.SUBARRAY.NAME": "FULL",
+        "META.SUBARRAY.NAME": subarray,
         "META.OBSERVATION.DATE": Time(exp.start_mjd, format="mjd").isot[:10],
         "META.OBSERVATION.TIME": Time(exp.start_mjd, format="mjd").isot[11:19],
     }
@@ -364,9 +372,8 @@ _SPREAD = np.sqrt(2 * _VAR - _MEAN**2)
 BLOCK_WEIGHTS = ((_MEAN + _SPREAD) / 2, (_MEAN - _SPREAD) / 2)
 
 
-def _ramp(rate_e, config, rng, gain):
+def _ramp(rate_e, config, rng, gain, tframe):
     """Group-averaged accumulated charge (DN) with Poisson noise on the electrons."""
-    tframe = inst.frame_time()
     lam = rate_e.astype(np.float64) * tframe
     draw = (lambda mean: rng.poisson(mean).astype(np.float32)) if config.noise else (
         lambda mean: mean.astype(np.float32))
@@ -429,7 +436,7 @@ def _scene_rate(config, exp, catalog, refs, rng, template_dir):
                       pixar_sr=pixar_sr, fwhm_pix=fwhm_pix)
 
 
-def _digitize(groups, bias, config, rng, sigma_read):
+def _digitize(groups, bias, config, rng, sigma_read, noutputs):
     """Raw 16-bit ramp: non-linearity, bias, saturation plateau, per-amplifier
     bias drifts (which reference-pixel correction removes) and read noise."""
     plateau = inst.SATURATION_LEVEL + 2500.0
@@ -437,7 +444,7 @@ def _digitize(groups, bias, config, rng, sigma_read):
     for g in range(groups.shape[0]):
         counts = inst.delinearize(groups[g]) + bias
         if config.bias_drifts:
-            for cs in inst.amp_slices():
+            for cs in inst.amp_slices(groups.shape[2], noutputs):
                 counts[:, cs] += rng.normal(0.0, 3.0)
         if config.noise:
             counts += rng.normal(0.0, sigma_read, counts.shape)
@@ -445,50 +452,74 @@ def _digitize(groups, bias, config, rng, sigma_read):
     return raw
 
 
+def _in_region(index, region):
+    """Full-frame (rows, cols) index arrays -> (kept positions, indices within ``region``)."""
+    rows, cols = index
+    keep = ((rows >= region[0].start) & (rows < region[0].stop)
+            & (cols >= region[1].start) & (cols < region[1].stop))
+    return keep, (rows[keep] - region[0].start, cols[keep] - region[1].start)
+
+
 def simulate_exposure(config, exp, catalog, outdir, template_dir, keep_ideal=False):
     """Write one ``*_uncal.fits`` and its ``*_truth.fits``; return their paths.
 
     With ``keep_ideal`` the noiseless rate image (DN/s) that ramp fitting
-    should recover is returned as well.
+    should recover is returned as well. Positions in the truth file are
+    pixels of the image as written (subarray pixels for a subarray).
     """
     rng = np.random.default_rng(_seed(config, exp))
-    refs = best_references(exp, config.ngroups)
+    refs = best_references(exp, config.ngroups, config.subarray)
     gain = inst.GAIN[exp.channel]
+    region = inst.subarray_region(config.subarray)
+    _, _, size, noutputs = inst.subarray(config.subarray)
+    shape = (size, size)
+    tframe = inst.subarray_frame_time(config.subarray)
+
     rate, injected = _scene_rate(config, exp, catalog, refs, rng, template_dir)
-    dead, hot = inst.bad_pixels(exp.detector)
+    rate = rate[region].copy()
+    src = injected["sources"]
+    src["x"] -= region[1].start
+    src["y"] -= region[0].start
+    margin = scene.MAX_HALF
+    injected["sources"] = src[(src["x"] > -margin) & (src["x"] < size + margin)
+                              & (src["y"] > -margin) & (src["y"] < size + margin)]
+    dead_keep, dead = _in_region(inst.bad_pixels(exp.detector)[0], region)
+    hot_keep, hot = _in_region(inst.bad_pixels(exp.detector)[1], region)
     if config.bad_pixels:
         rate[dead] = 0.0
-    groups = _ramp(rate * gain, config, rng, gain)
+    groups = _ramp(rate * gain, config, rng, gain, tframe)
 
     # Signals that are not photons: striping, dark current, hot pixels, then
     # the jumps of snowballs and cosmic rays.
-    tmean = inst.group_mean_times(config.ngroups).astype(np.float32)
+    tmean = inst.group_mean_times(config.ngroups, tframe).astype(np.float32)
     rows = cols = None
-    stripes = np.zeros(rate.shape, dtype=np.float32)
+    stripes = np.zeros(shape, dtype=np.float32)
     if config.striping:
         rows, cols = artifacts.striping_patterns(rng)
-        stripes = artifacts.striping_image(rows, cols)
+        # Each output's row pattern over the subarray's rows; one output reads a subarray.
+        rows, cols = rows[:noutputs, region[0]], cols[region[1]]
+        stripes = artifacts.striping_image(rows, cols, inst.reference_pixel_mask()[region])
     with datamodels.DarkModel(refs["dark"]) as dark:
         dark_groups = dark.data[: config.ngroups].astype(np.float32)
-    hot_rate = inst.hot_pixel_rate(exp.detector)
+    hot_rate = inst.hot_pixel_rate(exp.detector)[hot_keep]
     for g in range(config.ngroups):
         groups[g] += stripes * tmean[g] + dark_groups[g]
         if config.bad_pixels:
             groups[g][hot] += hot_rate * tmean[g]
-    snow = artifacts.snowball_events(rng, config.snowballs, config.ngroups)
-    for (idx, dn, g0) in artifacts.snowball_charge(snow):
+    snow = artifacts.snowball_events(rng, config.snowballs, config.ngroups, shape)
+    for (idx, dn, g0) in artifacts.snowball_charge(snow, shape):
         groups[g0:, idx[0], idx[1]] += dn
-    duration = config.ngroups * inst.group_time()
-    crs = artifacts.cosmic_rays(rng, artifacts.cosmic_ray_count(rng, config.cosmic_rays, duration),
-                                config.ngroups, gain)
+    duration = config.ngroups * inst.group_time(tframe)
+    ncr = artifacts.cosmic_ray_count(rng, config.cosmic_rays, duration, size * size)
+    crs = artifacts.cosmic_rays(rng, ncr, config.ngroups, gain, shape)
     artifacts.add_cosmic_rays(groups, crs)
     if config.bad_pixels:
         groups[:, dead[0], dead[1]] = 0.0  # a dead pixel collects no charge of any origin
 
     with datamodels.SuperBiasModel(refs["superbias"]) as sb_model:
-        bias = sb_model.data.astype(np.float32)
+        bias = sb_model.data[region].astype(np.float32)
     sigma_read = inst.READNOISE_CDS[exp.channel] / np.sqrt(2.0 * inst.NFRAMES)
-    raw = _digitize(groups, bias, config, rng, sigma_read)
+    raw = _digitize(groups, bias, config, rng, sigma_read, noutputs)
     del groups
 
     # Level-1b file from the real NIRCam header shipped with jwst.
@@ -520,6 +551,10 @@ def _write_truth(path, config, exp, t):
     hdr["DETECTOR"] = exp.detector
     hdr["FILTER"] = exp.filter
     hdr["NGROUPS"] = config.ngroups
+    xstart, ystart, _, _ = inst.subarray(config.subarray)
+    hdr["SUBARRAY"] = config.subarray
+    hdr["SUBSTRT1"] = (xstart, "positions are pixels of the image as written")
+    hdr["SUBSTRT2"] = ystart
     hdr["SKYMJYSR"] = (t["sky"], "[MJy/sr] injected sky level")
     hdr["PHOTMJSR"] = (t["photmjsr"], "[MJy/sr per DN/s] synthetic photom")
     hdr["PIXAR_SR"] = (t["pixar_sr"], "[sr] nominal pixel area")
@@ -631,6 +666,7 @@ def build_parser():
                    help="comma-separated filters")
     p.add_argument("--ngroups", type=int, default=d.ngroups, help="groups per integration (MEDIUM8)")
     p.add_argument("--dithers", type=int, default=d.ndithers, help="dither positions")
+    p.add_argument("--subarray", default=d.subarray, help=f"readout: {', '.join(inst.SUBARRAYS)}")
     p.add_argument("--observation", type=int, default=d.observation)
     p.add_argument("--visit", type=int, default=d.visit)
     p.add_argument("--pointing", default=d.pointing, help="DR0.5 grid whose centre is the field")
@@ -658,7 +694,7 @@ def config_from_args(args):
     """A SimulationConfig from parsed command-line options."""
     return SimulationConfig(
         detectors=args.detectors, filters=args.filters, ngroups=args.ngroups,
-        ndithers=args.dithers, observation=args.observation, visit=args.visit,
+        ndithers=args.dithers, subarray=args.subarray, observation=args.observation, visit=args.visit,
         pointing=args.pointing, ra=args.ra, dec=args.dec, pa_v3=args.pa_v3,
         pointing_error=tuple(args.pointing_error), dither_error=args.dither_error, seed=args.seed, catalog=args.catalog,
         density=args.density, wisp_scale=args.wisp_scale, snowballs=args.snowballs,
