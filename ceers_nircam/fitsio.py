@@ -11,6 +11,7 @@ import contextlib
 import os
 import shutil
 import tempfile
+import warnings
 
 from astropy.io import fits
 
@@ -79,18 +80,22 @@ def check_fits(path, extensions=()):
     if not os.path.exists(path):
         raise CeersError(f"{path}: no such file")
     try:
-        with fits.open(path) as hdul:
+        with warnings.catch_warnings(record=True) as caught, fits.open(path) as hdul:
+            warnings.simplefilter("always")
             header = hdul[0].header.copy()
             names = {h.name.upper() for h in hdul}
-            # Touch every needed extension's data so truncation shows up here.
             for ext in extensions:
                 if ext.upper() not in names:
                     raise CeersError(f"{path}: missing {ext.upper()} extension")
-                hdul[ext].data  # noqa: B018
+            for hdu in hdul:  # reading every extension's data brings truncation to light
+                hdu.data  # noqa: B018
     except CeersError:
         raise
     except (OSError, ValueError, TypeError, IndexError) as err:
         raise CeersError(f"{path}: not a readable FITS file ({err})") from None
+    for warning in caught:
+        if "truncated" in str(warning.message):
+            raise CeersError(f"{path}: not a readable FITS file (truncated)")
     return header
 
 
