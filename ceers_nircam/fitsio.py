@@ -80,15 +80,16 @@ def check_fits(path, extensions=()):
     if not os.path.exists(path):
         raise CeersError(f"{path}: no such file")
     try:
-        with warnings.catch_warnings(record=True) as caught, fits.open(path) as hdul:
+        with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            header = hdul[0].header.copy()
-            names = {h.name.upper() for h in hdul}
-            for ext in extensions:
-                if ext.upper() not in names:
-                    raise CeersError(f"{path}: missing {ext.upper()} extension")
-            for hdu in hdul:  # reading every extension's data brings truncation to light
-                hdu.data  # noqa: B018
+            with fits.open(path) as hdul:
+                header = hdul[0].header.copy()
+                names = {h.name.upper() for h in hdul}
+                for ext in extensions:
+                    if ext.upper() not in names:
+                        raise CeersError(f"{path}: missing {ext.upper()} extension")
+                for hdu in hdul:  # reading every extension's data brings truncation to light
+                    hdu.data  # noqa: B018
     except CeersError:
         raise
     except (OSError, ValueError, TypeError, IndexError) as err:
