@@ -84,6 +84,8 @@ class SimulationConfig:
     cosmic_rays: float = inst.COSMIC_RAY_RATE  # events per cm^2 per s
     bad_pixels: bool = True
     bias_drifts: bool = True
+    sky_gradient: float = 0.0  # peak-to-centre amplitude of a planar sky gradient, fraction of the sky
+    readnoise_excess: float = 1.0  # true read noise over the reference file's (CEERS saw > 1)
     date: str = EPOCH1_START
 
     def __post_init__(self):
@@ -421,8 +423,15 @@ def _scene_rate(config, exp, catalog, refs, rng, template_dir):
             np.asarray(src["axis_ratio"]), np.asarray(src["theta"]), pixar_sr)
         src["halfsize"] = half
     sky = inst.SKY_MJYSR[exp.filter] * rng.uniform(0.9, 1.1) if config.sky else 0.0
+    # A planar gradient across the detector (zero at its centre), in a random direction.
+    angle = rng.uniform(0.0, 2.0 * np.pi)
+    tilt = (config.sky_gradient * sky * np.cos(angle), config.sky_gradient * sky * np.sin(angle))
+    sky_image = sky
+    if config.sky_gradient:
+        y, x = np.mgrid[0:inst.NPIX, 0:inst.NPIX] / ((inst.NPIX - 1) / 2.0) - 1.0
+        sky_image = sky + tilt[0] * x + tilt[1] * y
     # The flat multiplies the response; photom converts surface brightness to DN/s.
-    rate = ((sb + sky) / photmjsr * flat).astype(np.float32)
+    rate = ((sb + sky_image) / photmjsr * flat).astype(np.float32)
 
     wisp_scale = 0.0
     if (config.wisps and exp.detector in artifacts.WISP_DETECTORS
@@ -432,7 +441,7 @@ def _scene_rate(config, exp, catalog, refs, rng, template_dir):
         template = np.nan_to_num(fits.getdata(path).astype(np.float32))
         rate += np.float32(wisp_scale) * template
     rate[inst.reference_pixel_mask()] = 0.0
-    return rate, dict(sources=src, sky=sky, wisp_scale=wisp_scale, photmjsr=photmjsr,
+    return rate, dict(sources=src, sky=sky, sky_tilt=tilt, wisp_scale=wisp_scale, photmjsr=photmjsr,
                       pixar_sr=pixar_sr, fwhm_pix=fwhm_pix)
 
 
@@ -518,7 +527,8 @@ def simulate_exposure(config, exp, catalog, outdir, template_dir, keep_ideal=Fal
 
     with datamodels.SuperBiasModel(refs["superbias"]) as sb_model:
         bias = sb_model.data[region].astype(np.float32)
-    sigma_read = inst.READNOISE_CDS[exp.channel] / np.sqrt(2.0 * inst.NFRAMES)
+    sigma_read = (config.readnoise_excess * inst.READNOISE_CDS[exp.channel]
+                  / np.sqrt(2.0 * inst.NFRAMES))
     raw = _digitize(groups, bias, config, rng, sigma_read, noutputs)
     del groups
 
@@ -566,6 +576,9 @@ def _write_truth(path, config, exp, t):
     hdr["VISERRD"] = (config.pointing_error[1], "[arcsec] visit part of PTGERRD")
     hdr["GAIN"] = (t["gain"], "[e/DN]")
     hdr["RNGROUP"] = (t["sigma_read"], "[DN] read noise of one group")
+    hdr["RNEXCESS"] = (config.readnoise_excess, "true read noise / reference read noise")
+    hdr["SKYGRADX"] = (t["sky_tilt"][0], "[MJy/sr] sky change from centre to x edge")
+    hdr["SKYGRADY"] = (t["sky_tilt"][1], "[MJy/sr] sky change from centre to y edge")
     hdr["PSFFWHM"] = (t["fwhm_pix"], "[pixel] PSF FWHM")
     hdr["STRIPING"] = t["rows"] is not None
     hdr["NOISE"] = config.noise
@@ -682,6 +695,10 @@ def build_parser():
     p.add_argument("--seed", type=int, default=d.seed)
     p.add_argument("--wisp-scale", type=float, help="fixed wisp scale (default: random per image)")
     p.add_argument("--snowballs", type=int, default=d.snowballs, help="snowballs per image")
+    p.add_argument("--sky-gradient", type=float, default=d.sky_gradient,
+                   help="planar sky gradient: change from centre to edge, as a fraction of the sky")
+    p.add_argument("--readnoise-excess", type=float, default=d.readnoise_excess,
+                   help="true read noise over the reference file's")
     p.add_argument("--cosmic-ray-rate", type=float, default=d.cosmic_rays,
                    help="cosmic-ray events per cm^2 per s (0: none)")
     p.add_argument("--template-dir", help="where wisp templates are written (default OUTDIR/wisp_templates)")
@@ -698,6 +715,7 @@ def config_from_args(args):
         pointing=args.pointing, ra=args.ra, dec=args.dec, pa_v3=args.pa_v3,
         pointing_error=tuple(args.pointing_error), dither_error=args.dither_error, seed=args.seed, catalog=args.catalog,
         density=args.density, wisp_scale=args.wisp_scale, snowballs=args.snowballs,
+        sky_gradient=args.sky_gradient, readnoise_excess=args.readnoise_excess,
         cosmic_rays=args.cosmic_ray_rate, sky=not args.no_sky, sources=not args.no_sources,
         noise=not args.no_noise, striping=not args.no_striping, wisps=not args.no_wisps,
         bad_pixels=not args.no_bad_pixels, bias_drifts=not args.no_bias_drifts)

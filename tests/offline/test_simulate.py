@@ -272,3 +272,33 @@ def test_command_line_writes_what_it_was_asked_for(offline_env, tmp_path):
         assert (h["PTGERRA"], h["PTGERRD"], h["WISPSCL"]) == (0.1, -0.05, 0.4)
     assert (out / "wisp_templates" / "wisps_nrcb4_F200W.fits").exists()
     assert not [p for p in out.iterdir() if ".part" in p.name]  # nothing half-written is left
+
+
+def test_sky_gradient_is_recorded_as_injected(offline_env, tmp_path):
+    (uncal, truth_path), _ = _sim(tmp_path, detector="NRCA1", filt="F115W", ngroups=3,
+                                  **{**QUIET, "sky": True, "sky_gradient": 0.05})
+    h = read_truth(truth_path)["header"]
+    assert np.hypot(h["SKYGRADX"], h["SKYGRADY"]) == pytest.approx(0.05 * h["SKYMJYSR"], rel=1e-6)
+    last = _calibrate_groups(uncal, 3)[-1]
+    flat = fits.getdata(os.path.join(os.environ["CRDS_PATH"], "references", "jwst",
+                                     "jwst_nircam_flat_f115w_synth.fits"), "SCI")
+    sky = last / flat / inst.group_mean_times(3)[-1] * h["PHOTMJSR"]  # back to MJy/sr
+    y, x = np.mgrid[0:inst.NPIX, 0:inst.NPIX] / ((inst.NPIX - 1) / 2.0) - 1.0
+    model = h["SKYMJYSR"] + h["SKYGRADX"] * x + h["SKYGRADY"] * y
+    sci = inst.science_region()
+    for corner in ((slice(10, 110), slice(10, 110)), (slice(-110, -10), slice(-110, -10)),
+                   (slice(10, 110), slice(-110, -10))):
+        np.testing.assert_allclose(np.median(sky[sci][corner]), np.median(model[sci][corner]),
+                                   rtol=2e-3)
+
+
+def test_read_noise_excess_scales_the_injected_read_noise(offline_env, tmp_path):
+    (uncal, truth_path), _ = _sim(tmp_path, detector="NRCALONG", filt="F444W", ngroups=2,
+                                  **{**QUIET, "noise": True, "readnoise_excess": 1.3})
+    h = read_truth(truth_path)["header"]
+    expected = 1.3 * inst.READNOISE_CDS["LONG"] / np.sqrt(2 * inst.NFRAMES)
+    assert h["RNGROUP"] == pytest.approx(expected) and h["RNEXCESS"] == 1.3
+    raw = fits.getdata(uncal, "SCI")[0].astype(float)
+    diff = raw[1, 100:1900, 100:1900] - raw[0, 100:1900, 100:1900]
+    # Two groups' read noise, plus 16-bit rounding of each (1/12 DN^2).
+    assert np.std(diff) == pytest.approx(np.sqrt(2 * expected**2 + 2 / 12), rel=0.02)
