@@ -1,7 +1,7 @@
 """ceers-nircam: CEERS-style reduction of JWST NIRCam imaging.
 
-The shared helpers used by every step script live in this package; the step
-scripts themselves (``stage1/``, ``stage2/``, ``stage3/``) stay thin wrappers.
+The shared helpers (command-line plumbing, FITS I/O, survey facts), the MAST
+downloader and the offline mode (synthetic references and simulator) live here.
 """
 
 __version__ = "0.1.0"

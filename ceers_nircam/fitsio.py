@@ -42,9 +42,10 @@ def atomic_path(path):
 
 
 def write_hdulist(hdulist, path):
-    """Write an HDUList atomically."""
+    """Write an HDUList atomically; return ``path``."""
     with atomic_path(path) as tmp:
         hdulist.writeto(tmp)
+    return path
 
 
 def save_model(model, path):

@@ -10,6 +10,7 @@ import numpy as np
 from astropy.io import fits
 from astropy.table import Table
 
+from ..fitsio import write_hdulist
 from . import instrument as inst
 
 WISP_DETECTORS = ("NRCA3", "NRCA4", "NRCB3", "NRCB4")
@@ -111,7 +112,7 @@ def write_wisp_templates(directory, detectors=WISP_DETECTORS, filters=WISP_FILTE
                 hdu.header["DETECTOR"] = det
                 hdu.header["FILTER"] = filt
                 hdu.header["BUNIT"] = "DN/s"
-                hdu.writeto(path)
+                write_hdulist(fits.HDUList([hdu]), path)
             paths.append(path)
     return paths
 

@@ -154,15 +154,21 @@ def group_mean_times(ngroups, tframe=None):
     return frame_times(ngroups, tframe).mean(axis=1)
 
 
-def linearize(counts):
-    """Convert raw (non-linear) bias-subtracted counts to linear counts."""
-    return counts + LINEARITY_K * counts**2
+def linearize(counts, coeffs):
+    """Linear counts from raw bias-subtracted counts: the linearity reference's polynomial.
+
+    ``coeffs`` is the reference's COEFFS array (3, ...), c0 + c1 M + c2 M^2.
+    """
+    c0, c1, c2 = coeffs
+    return c0 + c1 * counts + c2 * counts**2
 
 
-def delinearize(linear):
+def delinearize(linear, coeffs):
     """Inverse of :func:`linearize`: the raw counts that linearize to ``linear``."""
-    linear = np.asarray(linear, dtype=np.float64)
-    return 2.0 * linear / (1.0 + np.sqrt(1.0 + 4.0 * LINEARITY_K * linear))
+    c0, c1, c2 = (np.asarray(c, dtype=np.float64) for c in coeffs)
+    excess = np.asarray(linear, dtype=np.float64) - c0
+    # The root written so that it stays exact as c2 -> 0.
+    return 2.0 * excess / (c1 + np.sqrt(c1**2 + 4.0 * c2 * excess))
 
 
 def amp_slices(width=NPIX, noutputs=NAMPS):
@@ -209,7 +215,7 @@ def flat_image(filt):
 
 
 def bad_pixels(detector, fraction=5e-4):
-    """Dead and hot pixel positions of a detector (row, column index arrays).
+    """Dead and hot pixel positions of a detector (row, column index arrays), for its mask.
 
     Returns ``(dead, hot)``, each a tuple of index arrays inside the science area.
     """
@@ -221,7 +227,6 @@ def bad_pixels(detector, fraction=5e-4):
     return dead, hot
 
 
-def hot_pixel_rate(detector):
-    """Dark current (DN/s) of the hot pixels of a detector, in the order of :func:`bad_pixels`."""
-    _, hot = bad_pixels(detector)
-    return _rng("hotrate", detector).uniform(0.5, 5.0, hot[0].size)
+def hot_pixel_rate(detector, n):
+    """Dark current (DN/s) of a detector's ``n`` hot pixels, in the mask's row-major order."""
+    return _rng("hotrate", detector).uniform(0.5, 5.0, n)

@@ -15,7 +15,6 @@ import json
 import os
 import shutil
 
-import asdf
 import numpy as np
 from astropy.modeling import models
 from stdatamodels.jwst import datamodels
@@ -376,10 +375,3 @@ def build_crds_cache(cache, detectors=inst.DETECTORS, filters=inst.FILTERS, forc
     log.info("Synthetic CRDS cache written to %s (%d reference files)", cache, len(plan))
     return cache
 
-
-def read_distortion(cache, detector):
-    """The detector -> V2V3 transform stored in the cache for ``detector``."""
-    path = os.path.join(cache, "references", "jwst",
-                        f"jwst_nircam_distortion_{detector.lower()}_synth.asdf")
-    with asdf.open(path) as af:
-        return af.tree["model"]

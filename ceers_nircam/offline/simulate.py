@@ -30,7 +30,7 @@ from stdatamodels.jwst import datamodels
 
 from .. import survey
 from ..cli import CeersError, get_logger, make_parser, progress, quiet_loggers, run, setup_logging
-from ..fitsio import atomic_path
+from ..fitsio import save_model, write_hdulist
 from . import artifacts, scene
 from . import instrument as inst
 
@@ -328,7 +328,7 @@ def crds_cache_path():
     return path
 
 
-def best_references(exp, ngroups, subarray="FULL"):
+def best_references(exp, subarray="FULL"):
     """The reference files CRDS selects for an exposure, as the pipeline will."""
     params = {
         "META.INSTRUMENT.NAME": "NIRCAM",
@@ -339,7 +339,6 @@ def best_references(exp, ngroups, subarray="FULL"):
         "META.INSTRUMENT.MODULE": inst.module(exp.detector),
         "META.EXPOSURE.TYPE": "NRC_IMAGE",
         "META.EXPOSURE.READPATT": inst.READPATT,
-        "META.EXPOSURE.NGROUPS": str(ngroups),
         "META.SUBARRAY.NAME": subarray,
         "META.OBSERVATION.DATE": Time(exp.start_mjd, format="mjd").isot[:10],
         "META.OBSERVATION.TIME": Time(exp.start_mjd, format="mjd").isot[11:19],
@@ -428,8 +427,8 @@ def _scene_rate(config, exp, catalog, refs, rng, template_dir):
     tilt = (config.sky_gradient * sky * np.cos(angle), config.sky_gradient * sky * np.sin(angle))
     sky_image = sky
     if config.sky_gradient:
-        y, x = np.mgrid[0:inst.NPIX, 0:inst.NPIX] / ((inst.NPIX - 1) / 2.0) - 1.0
-        sky_image = sky + tilt[0] * x + tilt[1] * y
+        gy, gx = np.mgrid[0:inst.NPIX, 0:inst.NPIX] / ((inst.NPIX - 1) / 2.0) - 1.0
+        sky_image = sky + tilt[0] * gx + tilt[1] * gy
     # The flat multiplies the response; photom converts surface brightness to DN/s.
     rate = ((sb + sky_image) / photmjsr * flat).astype(np.float32)
 
@@ -445,13 +444,18 @@ def _scene_rate(config, exp, catalog, refs, rng, template_dir):
                       pixar_sr=pixar_sr, fwhm_pix=fwhm_pix)
 
 
-def _digitize(groups, bias, config, rng, sigma_read, noutputs):
-    """Raw 16-bit ramp: non-linearity, bias, saturation plateau, per-amplifier
-    bias drifts (which reference-pixel correction removes) and read noise."""
+def _digitize(groups, refs, region, config, rng, sigma_read, noutputs):
+    """Raw 16-bit ramp: non-linearity and bias (from the references), saturation
+    plateau, per-amplifier bias drifts (which reference-pixel correction
+    removes) and read noise."""
+    with datamodels.SuperBiasModel(refs["superbias"]) as model:
+        bias = model.data[region].astype(np.float32)
+    with datamodels.LinearityModel(refs["linearity"]) as model:
+        coeffs = model.coeffs[(slice(None),) + region]
     plateau = inst.SATURATION_LEVEL + 2500.0
     raw = np.empty((1,) + groups.shape, dtype=np.uint16)
     for g in range(groups.shape[0]):
-        counts = inst.delinearize(groups[g]) + bias
+        counts = inst.delinearize(groups[g], coeffs) + bias
         if config.bias_drifts:
             for cs in inst.amp_slices(groups.shape[2], noutputs):
                 counts[:, cs] += rng.normal(0.0, 3.0)
@@ -477,9 +481,18 @@ def simulate_exposure(config, exp, catalog, outdir, template_dir, keep_ideal=Fal
     pixels of the image as written (subarray pixels for a subarray).
     """
     rng = np.random.default_rng(_seed(config, exp))
-    refs = best_references(exp, config.ngroups, config.subarray)
-    gain = inst.GAIN[exp.channel]
+    refs = best_references(exp, config.subarray)
     region = inst.subarray_region(config.subarray)
+    with datamodels.GainModel(refs["gain"]) as model:
+        gain = model.data[region].astype(np.float32)
+    with datamodels.ReadnoiseModel(refs["readnoise"]) as model:
+        # The reference holds correlated-double-sample noise; a group averages NFRAMES reads.
+        sigma_read = (config.readnoise_excess * model.data[region].astype(np.float32)
+                      / np.sqrt(2.0 * inst.NFRAMES))
+    with datamodels.MaskModel(refs["mask"]) as model:
+        dq = model.dq
+        dead_full = np.nonzero(dq & datamodels.dqflags.pixel["DEAD"])
+        hot_full = np.nonzero(dq & datamodels.dqflags.pixel["HOT"])
     _, _, size, noutputs = inst.subarray(config.subarray)
     shape = (size, size)
     tframe = inst.subarray_frame_time(config.subarray)
@@ -492,8 +505,8 @@ def simulate_exposure(config, exp, catalog, outdir, template_dir, keep_ideal=Fal
     margin = scene.MAX_HALF
     injected["sources"] = src[(src["x"] > -margin) & (src["x"] < size + margin)
                               & (src["y"] > -margin) & (src["y"] < size + margin)]
-    dead_keep, dead = _in_region(inst.bad_pixels(exp.detector)[0], region)
-    hot_keep, hot = _in_region(inst.bad_pixels(exp.detector)[1], region)
+    _, dead = _in_region(dead_full, region)
+    hot_keep, hot = _in_region(hot_full, region)
     if config.bad_pixels:
         rate[dead] = 0.0
     groups = _ramp(rate * gain, config, rng, gain, tframe)
@@ -510,7 +523,7 @@ def simulate_exposure(config, exp, catalog, outdir, template_dir, keep_ideal=Fal
         stripes = artifacts.striping_image(rows, cols, inst.reference_pixel_mask()[region])
     with datamodels.DarkModel(refs["dark"]) as dark:
         dark_groups = dark.data[: config.ngroups].astype(np.float32)
-    hot_rate = inst.hot_pixel_rate(exp.detector)[hot_keep]
+    hot_rate = inst.hot_pixel_rate(exp.detector, hot_full[0].size)[hot_keep]
     for g in range(config.ngroups):
         groups[g] += stripes * tmean[g] + dark_groups[g]
         if config.bad_pixels:
@@ -520,16 +533,12 @@ def simulate_exposure(config, exp, catalog, outdir, template_dir, keep_ideal=Fal
         groups[g0:, idx[0], idx[1]] += dn
     duration = config.ngroups * inst.group_time(tframe)
     ncr = artifacts.cosmic_ray_count(rng, config.cosmic_rays, duration, size * size)
-    crs = artifacts.cosmic_rays(rng, ncr, config.ngroups, gain, shape)
+    crs = artifacts.cosmic_rays(rng, ncr, config.ngroups, float(np.median(gain)), shape)
     artifacts.add_cosmic_rays(groups, crs)
     if config.bad_pixels:
         groups[:, dead[0], dead[1]] = 0.0  # a dead pixel collects no charge of any origin
 
-    with datamodels.SuperBiasModel(refs["superbias"]) as sb_model:
-        bias = sb_model.data[region].astype(np.float32)
-    sigma_read = (config.readnoise_excess * inst.READNOISE_CDS[exp.channel]
-                  / np.sqrt(2.0 * inst.NFRAMES))
-    raw = _digitize(groups, bias, config, rng, sigma_read, noutputs)
+    raw = _digitize(groups, refs, region, config, rng, sigma_read, noutputs)
     del groups
 
     # Level-1b file from the real NIRCam header shipped with jwst.
@@ -540,9 +549,7 @@ def simulate_exposure(config, exp, catalog, outdir, template_dir, keep_ideal=Fal
     wcsinfo = detector_wcsinfo(config, exp, error)
     _fill_meta(model.meta, config, exp, wcsinfo)
     os.makedirs(outdir, exist_ok=True)
-    uncal = os.path.join(outdir, f"{exp.rootname}_uncal.fits")
-    with atomic_path(uncal) as tmp:
-        model.save(tmp)
+    uncal = save_model(model, os.path.join(outdir, f"{exp.rootname}_uncal.fits"))
     model.close()
 
     ideal = rate + stripes
@@ -574,8 +581,8 @@ def _write_truth(path, config, exp, t):
     hdr["PTGERRD"] = (t["error"][1], "[arcsec] header minus true Dec")
     hdr["VISERRA"] = (config.pointing_error[0], "[arcsec] visit part of PTGERRA")
     hdr["VISERRD"] = (config.pointing_error[1], "[arcsec] visit part of PTGERRD")
-    hdr["GAIN"] = (t["gain"], "[e/DN]")
-    hdr["RNGROUP"] = (t["sigma_read"], "[DN] read noise of one group")
+    hdr["GAIN"] = (float(np.median(t["gain"])), "[e/DN] median of the gain reference")
+    hdr["RNGROUP"] = (float(np.median(t["sigma_read"])), "[DN] median read noise of one group")
     hdr["RNEXCESS"] = (config.readnoise_excess, "true read noise / reference read noise")
     hdr["SKYGRADX"] = (t["sky_tilt"][0], "[MJy/sr] sky change from centre to x edge")
     hdr["SKYGRADY"] = (t["sky_tilt"][1], "[MJy/sr] sky change from centre to y edge")
@@ -608,9 +615,7 @@ def _write_truth(path, config, exp, t):
         bad["x"], bad["y"], bad["kind"] = np.zeros(0, int), np.zeros(0, int), np.zeros(0, "U4")
     hdus.append(fits.table_to_hdu(bad))
     hdus[-1].name = "BADPIX"
-    with atomic_path(path) as tmp:
-        fits.HDUList(hdus).writeto(tmp)
-    return path
+    return write_hdulist(fits.HDUList(hdus), path)
 
 
 def read_truth(path):
@@ -625,22 +630,26 @@ def read_truth(path):
     return out
 
 
-def simulate(config, outdir, template_dir=None):
+def load_catalog(config):
+    """The scene of a configuration: its Table, its ECSV file, or a generated one."""
+    if isinstance(config.catalog, Table):
+        return config.catalog
+    if config.catalog:
+        return scene.read_catalog(config.catalog)
+    return scene.generate_catalog(config.ra, config.dec, density=config.density, seed=config.seed)
+
+
+def simulate(config, outdir, template_dir=None, catalog=None):
     """Simulate every exposure of ``config`` into ``outdir``.
 
     Writes ``truth_catalog.ecsv``, an HST-like astrometric reference
     catalog ``reference_catalog.ecsv`` (see :func:`.scene.reference_catalog`), the wisp templates (``template_dir``,
     default ``outdir/wisp_templates``) and ``simulation.json`` listing the
-    exposures. Returns the list of uncal paths.
+    exposures. ``catalog`` is the scene if already loaded (:func:`load_catalog`).
+    Returns the list of uncal paths.
     """
     template_dir = template_dir or os.path.join(outdir, "wisp_templates")
-    if isinstance(config.catalog, Table):
-        catalog = config.catalog
-    elif config.catalog:
-        catalog = scene.read_catalog(config.catalog)
-    else:
-        catalog = scene.generate_catalog(config.ra, config.dec, density=config.density,
-                                         seed=config.seed)
+    catalog = load_catalog(config) if catalog is None else catalog
     os.makedirs(outdir, exist_ok=True)
     catalog.write(os.path.join(outdir, "truth_catalog.ecsv"), overwrite=True)
     scene.reference_catalog(catalog, seed=config.seed).write(
@@ -725,10 +734,9 @@ def _main(argv):
     args = build_parser().parse_args(argv)
     setup_logging(args.verbose)
     config = config_from_args(args)
-    if config.catalog:
-        scene.read_catalog(config.catalog)  # fail before anything is written
+    catalog = load_catalog(config)  # bad input fails before anything is written
     crds_cache_path()
-    uncals = simulate(config, args.outdir, args.template_dir)
+    uncals = simulate(config, args.outdir, args.template_dir, catalog)
     log.info("Wrote %d uncal files to %s", len(uncals), args.outdir)
 
 

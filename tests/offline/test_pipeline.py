@@ -48,7 +48,7 @@ def calibrated(offline_env, tmp_path_factory):
     out = tmp_path_factory.mktemp("pipeline")
     config = SimulationConfig(detectors=("NRCA1",), filters=("F150W",), ndithers=1, ngroups=6)
     exp = plan_exposures(config)[0]
-    refs = best_references(exp, config.ngroups)
+    refs = best_references(exp)
     field = scene.generate_catalog(config.ra, config.dec, density=150, seed=21)
     catalog = vstack([field, _star_grid(config, exp, refs["distortion"])])
     uncal, truth, ideal = simulate_exposure(config, exp, catalog, str(out), str(out / "wisps"),
@@ -155,7 +155,7 @@ def test_subarray_exposure_calibrates_like_full_frame(offline_env, tmp_path):
     config = SimulationConfig(detectors=("NRCB1",), filters=("F200W",), ndithers=1, ngroups=10,
                               subarray="SUB320", snowballs=1, striping=False)
     exp = plan_exposures(config)[0]
-    refs = best_references(exp, config.ngroups, config.subarray)
+    refs = best_references(exp, config.subarray)
     assert refs["dark"].endswith("jwst_nircam_dark_sub320_synth.fits")
     catalog = vstack([scene.generate_catalog(config.ra, config.dec, density=50, seed=8),
                       _star_grid(config, exp, refs["distortion"], n=4, mags=(21.0, 21.5), size=320,

@@ -80,12 +80,32 @@ def test_reference_pixels_are_flagged_but_usable_by_refpix(offline_env):
     assert np.all(mask.dq[hot] & datamodels.dqflags.pixel["HOT"])
 
 
-def test_nonlinearity_model_inverts():
-    linear = np.array([0.0, 10.0, 1e3, 2e4, 4.5e4])
-    np.testing.assert_allclose(inst.linearize(inst.delinearize(linear)), linear, rtol=1e-12, atol=1e-9)
+def test_simulator_nonlinearity_inverts_the_linearity_reference(offline_env):
+    coeffs = datamodels.LinearityModel(os.path.join(
+        offline_env["CRDS_PATH"], "references", "jwst", "jwst_nircam_linearity_synth.fits")).coeffs
+    c = coeffs[:, 100:101, 200:201].astype(np.float64)
+    linear = np.array([-50.0, 0.0, 10.0, 1e3, 2e4, 4.5e4])[:, None, None]
+    raw = inst.delinearize(linear, c)
+    assert np.all(raw[3:] < linear[3:])  # the detector response falls short of linear
+    np.testing.assert_allclose(inst.linearize(raw, c), linear, rtol=1e-10, atol=1e-8)
 
 
-def test_cache_build_is_reused_and_complete(offline_env, tmp_path):
+def test_a_cache_is_current_only_if_complete_and_of_this_version(offline_env, tmp_path):
+    import json
+    import shutil
+
     cache = offline_env["CRDS_PATH"]
     assert references.cache_is_current(cache)
     assert not references.cache_is_current(str(tmp_path / "nothing"))
+    stale = tmp_path / "stale"
+    stale.mkdir()
+    stamp = os.path.join(cache, "ceers_synthetic_context.json")
+    built = json.load(open(stamp))
+    json.dump(dict(built, version="0"), open(stale / "ceers_synthetic_context.json", "w"))
+    assert not references.cache_is_current(str(stale))
+    partial = tmp_path / "partial"
+    partial.mkdir()
+    shutil.copy(stamp, partial)
+    json.dump(dict(built, detectors=["NRCA1"]), open(partial / "ceers_synthetic_context.json", "w"))
+    assert references.cache_is_current(str(partial), ["NRCA1"], ["F150W"])
+    assert not references.cache_is_current(str(partial), ["NRCA1", "NRCB1"], ["F150W"])

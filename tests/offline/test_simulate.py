@@ -31,13 +31,12 @@ def _sim(tmp_path, keep_ideal=False, detector="NRCA1", filt="F150W", **kw):
 
 def _calibrate_groups(uncal, ngroups):
     """Bias-subtracted, linearized, dark-subtracted group values (DN), by the references."""
-    from ceers_nircam.offline.simulate import best_references, plan_exposures  # noqa: F401
-
     raw = fits.getdata(uncal, "SCI").astype(np.float64)[0]
     cache = os.path.join(os.environ["CRDS_PATH"], "references", "jwst")
     bias = fits.getdata(os.path.join(cache, "jwst_nircam_superbias_synth.fits"), "SCI")
+    coeffs = fits.getdata(os.path.join(cache, "jwst_nircam_linearity_synth.fits"), "COEFFS")
     dark = fits.getdata(os.path.join(cache, "jwst_nircam_dark_synth.fits"), "SCI")[:ngroups]
-    return inst.linearize(raw - bias) - dark
+    return inst.linearize(raw - bias, coeffs) - dark
 
 
 def _slope(groups):
