@@ -167,9 +167,9 @@ def check_cal(cal_path, truth):
     }
 
 
-def format_report(rows, title):
-    """A Markdown table of :func:`check_cal` results."""
-    lines = [f"# {title}", "",
+def format_report(rows, title, notes=()):
+    """A Markdown table of :func:`check_cal` results, after any explanatory notes."""
+    lines = [f"# {title}", ""] + [f"{note}\n" for note in notes] + [
              "| image | sky true (MJy/sr) | sky measured | ratio | stars | median flux ratio "
              "| median WCS offset (pix) |",
              "|---|---|---|---|---|---|---|"]
