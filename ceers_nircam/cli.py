@@ -8,8 +8,10 @@ exit, so batch launchers and users see one clear message per failed task.
 
 import argparse
 import contextlib
+import dataclasses
 import logging
 import sys
+import typing
 
 LOG_FORMAT = "%(asctime)s - %(name)s - %(levelname)s - %(message)s"
 
@@ -90,3 +92,88 @@ def progress(iterable, log, what, total=None, every=None):
         yield item
         if i % every == 0 or i == total:
             log.info("%s %d/%s", what, i, total if total is not None else "?")
+
+
+# --------------------------------------------------------------------------
+# parameters written once: a dataclass whose fields carry their help text
+
+
+def option(default, help, *, flag=None, choices=None, nargs=None, type=None):
+    """A dataclass field that is also a command-line option.
+
+    ``flag`` overrides the option name (default ``--<field_name>``); a bool
+    field with default False becomes a switch, one with default True a
+    ``--no_<name>`` switch. ``type`` converts each value (default: from the
+    field's annotation).
+    """
+    meta = {"help": help, "flag": flag, "choices": choices, "nargs": nargs, "type": type}
+    if isinstance(default, (list, dict, set)):
+        raise TypeError("option defaults must be immutable")
+    return dataclasses.field(default=default, metadata=meta)
+
+
+def _flag(field):
+    if field.metadata.get("flag"):
+        return field.metadata["flag"]
+    name = field.name
+    if field.type in (bool, "bool") and field.default is True:
+        return f"--no_{name}"
+    return f"--{name}"
+
+
+def _scalar_type(annotation):
+    """int, float or str from a field annotation (``float | None`` gives float)."""
+    if isinstance(annotation, str):
+        annotation = annotation.split("|")[0].strip()
+        return {"int": int, "float": float}.get(annotation, str)
+    args = [a for a in typing.get_args(annotation) if a is not type(None)]
+    annotation = args[0] if args else annotation
+    return annotation if annotation in (int, float) else str
+
+
+def add_options(parser, params_class):
+    """Add one option per field of the dataclass ``params_class`` to ``parser``."""
+    for field in dataclasses.fields(params_class):
+        if "help" not in field.metadata:
+            continue
+        flag, meta = _flag(field), field.metadata
+        if field.type in (bool, "bool"):
+            action = "store_false" if field.default is True else "store_true"
+            parser.add_argument(flag, dest=field.name, action=action, help=meta["help"])
+            continue
+        kwargs = {"dest": field.name, "default": field.default, "help": meta["help"]}
+        kwargs["type"] = meta.get("type") or _scalar_type(field.type)
+        for key in ("choices", "nargs"):
+            if meta.get(key) is not None:
+                kwargs[key] = meta[key]
+        parser.add_argument(flag, **kwargs)
+    return parser
+
+
+def params_from_args(params_class, args):
+    """An instance of ``params_class`` from parsed options."""
+    values = {f.name: getattr(args, f.name) for f in dataclasses.fields(params_class)
+              if hasattr(args, f.name)}
+    for name, value in values.items():
+        if isinstance(value, list):
+            values[name] = tuple(value)
+    return params_class(**values)
+
+
+def option_tokens(params):
+    """Command-line tokens that reproduce ``params`` (only values differing from the defaults)."""
+    tokens = []
+    for field in dataclasses.fields(params):
+        if "help" not in field.metadata:
+            continue
+        value = getattr(params, field.name)
+        if value == field.default:
+            continue
+        flag = _flag(field)
+        if isinstance(value, bool):
+            tokens.append(flag)
+        elif isinstance(value, (tuple, list)):
+            tokens += [flag, *(str(v) for v in value)]
+        else:
+            tokens += [flag, str(value)]
+    return tokens

@@ -11,17 +11,9 @@ from astropy.io import fits
 from astropy.table import Table
 
 from ..fitsio import write_hdulist
+from ..nircam import WISP_DETECTORS, WISP_FILTERS, WISP_REGIONS
 from . import instrument as inst
 
-WISP_DETECTORS = ("NRCA3", "NRCA4", "NRCB3", "NRCB4")
-WISP_FILTERS = ("F150W", "F200W")
-# Where each detector's wisp lies (x0, x1, y0, y1), the region the fit uses.
-WISP_REGIONS = {
-    "NRCA3": (300, 1300, 1100, 2046),
-    "NRCA4": (450, 1450, 0, 600),
-    "NRCB3": (700, 1450, 0, 800),
-    "NRCB4": (900, 1600, 850, 2046),
-}
 
 
 def _one_over_f(rng, n, rms, nseries=1):

@@ -12,21 +12,11 @@ import hashlib
 
 import numpy as np
 
-from .. import survey
+from ..nircam import (AMP_WIDTH, DETECTORS, FILTERS, LW_DETECTORS, LW_FILTERS, NAMPS,  # noqa: F401
+                      NPIX, NREF, PIXEL_SCALE, SW_DETECTORS, SW_FILTERS, amp_slices, channel,
+                      filter_channel, frame_time, module, reference_pixel_mask, science_region)
 
-NPIX = 2048
-NREF = 4  # reference pixels on every edge
-NAMPS = 4
 PIXEL_PITCH_CM = 18e-4
-AMP_WIDTH = NPIX // NAMPS
-
-SW_DETECTORS = ("NRCA1", "NRCA2", "NRCA3", "NRCA4", "NRCB1", "NRCB2", "NRCB3", "NRCB4")
-LW_DETECTORS = ("NRCALONG", "NRCBLONG")
-DETECTORS = SW_DETECTORS + LW_DETECTORS
-
-FILTERS = survey.FILTERS
-SW_FILTERS = tuple(f for f in FILTERS if int(f[1:4]) < 250)  # 0.6-2.3 um channel
-LW_FILTERS = tuple(f for f in FILTERS if f not in SW_FILTERS)
 
 # Aperture reference points (V2, V3 in arcsec) and V3IdlYAngle (deg), close to SIAF.
 DETECTOR_LAYOUT = {
@@ -44,7 +34,6 @@ DETECTOR_LAYOUT = {
 # The NIRCam field centre between the modules: the attitude reference point.
 FIELD_V2V3 = (0.0, -493.4)
 
-PIXEL_SCALE = {"SHORT": 0.0311, "LONG": 0.0629}  # arcsec per pixel
 GAIN = {"SHORT": 2.05, "LONG": 1.82}  # electrons per DN
 READNOISE_CDS = {"SHORT": 7.5, "LONG": 6.5}  # DN, correlated double sample
 DARK_CURRENT = 0.0015  # DN/s
@@ -80,35 +69,11 @@ NFRAMES = 8
 GROUPGAP = 2
 
 
-def channel(detector):
-    """'SHORT' or 'LONG' for a detector name."""
-    detector = detector.upper()
-    if detector not in DETECTORS:
-        raise ValueError(f"unknown NIRCam detector {detector!r}; known: {', '.join(DETECTORS)}")
-    return "LONG" if detector in LW_DETECTORS else "SHORT"
-
-
-def filter_channel(filt):
-    """'SHORT' or 'LONG' for a filter name."""
-    filt = filt.upper()
-    if filt not in FILTERS:
-        raise ValueError(f"unknown filter {filt!r}; known: {', '.join(FILTERS)}")
-    return "LONG" if filt in LW_FILTERS else "SHORT"
-
-
-def module(detector):
-    """NIRCam module letter ('A' or 'B')."""
-    return detector.upper()[3]
-
-
 def pixel_area_sr(chan):
     """Nominal pixel solid angle in steradians."""
     return (PIXEL_SCALE[chan] / 206264.80624709636) ** 2
 
 
-def frame_time(xsize=NPIX, ysize=NPIX, noutputs=NAMPS):
-    """Frame time in seconds for a full-frame or subarray readout."""
-    return (xsize / noutputs + 12) * (ysize + 1) * 1.0e-5
 
 
 def subarray_region(name):
@@ -171,22 +136,10 @@ def delinearize(linear, coeffs):
     return 2.0 * excess / (c1 + np.sqrt(c1**2 + 4.0 * c2 * excess))
 
 
-def amp_slices(width=NPIX, noutputs=NAMPS):
-    """Column slices of the readout amplifiers of an image ``width`` columns wide."""
-    step = width // noutputs
-    return [slice(i * step, (i + 1) * step) for i in range(noutputs)]
 
 
-def science_region():
-    """Slices of the light-sensitive pixels (reference pixels excluded)."""
-    return (slice(NREF, NPIX - NREF), slice(NREF, NPIX - NREF))
 
 
-def reference_pixel_mask():
-    """True on the reference-pixel border of a full-frame detector."""
-    border = np.ones((NPIX, NPIX), dtype=bool)
-    border[science_region()] = False
-    return border
 
 
 def _rng(*keys):

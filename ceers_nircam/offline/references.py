@@ -21,6 +21,7 @@ from stdatamodels.jwst import datamodels
 from stdatamodels.jwst.datamodels import dqflags
 
 from ..cli import get_logger, progress
+from ..nircam import READOUT_AXES
 from . import instrument as inst
 
 log = get_logger("offline.references")
@@ -28,7 +29,7 @@ log = get_logger("offline.references")
 CONTEXT = 9000
 PMAP = f"jwst_{CONTEXT}.pmap"
 # Bumped whenever reference content changes, so stale caches are rebuilt.
-CACHE_VERSION = "2"
+CACHE_VERSION = "3"
 USEAFTER = "2022-01-01T00:00:00"
 SERVERLESS_URL = "https://jwst-serverless-mode.stsci.edu"
 
@@ -65,8 +66,7 @@ def _common_meta(model, reftype, detector, description, subarray="FULL"):
         return model
     xstart, ystart, size, _ = inst.subarray(subarray)
     sub.name, sub.xstart, sub.ystart, sub.xsize, sub.ysize = subarray, xstart, ystart, size, size
-    sub.fastaxis = -1 if detector.upper().startswith("NRCA") else 1
-    sub.slowaxis = 2
+    sub.fastaxis, sub.slowaxis = READOUT_AXES[detector.upper()]
     return model
 
 

@@ -32,6 +32,7 @@ from .. import survey
 from ..cli import CeersError, get_logger, make_parser, progress, quiet_loggers, run, setup_logging
 from ..fitsio import save_model, write_hdulist
 from . import artifacts, scene
+from ..nircam import READOUT_AXES
 from . import instrument as inst
 
 log = get_logger("offline.simulate")
@@ -281,8 +282,7 @@ def _fill_meta(meta, config, exp, wcsinfo, subarray=None):
     meta.subarray.ystart = ystart
     meta.subarray.xsize = size
     meta.subarray.ysize = size
-    meta.subarray.fastaxis = -1 if exp.detector.startswith("NRCA") else 1
-    meta.subarray.slowaxis = 2
+    meta.subarray.fastaxis, meta.subarray.slowaxis = READOUT_AXES[exp.detector]
     meta.dither.primary_type = "NONE"
     meta.dither.position_number = exp.dither + 1
     meta.dither.total_points = config.ndithers

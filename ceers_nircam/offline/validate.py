@@ -9,6 +9,7 @@ from astropy.stats import sigma_clipped_stats
 from astropy.table import Table
 from stdatamodels.jwst.datamodels import dqflags
 
+from ..nircam import wisp_region_mask
 from . import instrument as inst
 
 DO_NOT_USE = dqflags.pixel["DO_NOT_USE"]
@@ -127,17 +128,6 @@ def on_detector(sources, shape=(inst.NPIX, inst.NPIX), margin=0):
     return sources[inside]
 
 
-def wisp_region_mask(detector, subarray="FULL"):
-    """True inside a detector's wisp region, on the pixels of a (sub)array."""
-    from .artifacts import WISP_REGIONS
-
-    mask = np.zeros((inst.NPIX, inst.NPIX), dtype=bool)
-    if detector in WISP_REGIONS:
-        x0, x1, y0, y1 = WISP_REGIONS[detector]
-        mask[y0:y1, x0:x1] = True
-    return mask[inst.subarray_region(subarray)]
-
-
 def check_cal(cal_path, truth):
     """Measure one calibrated image against its truth: sky, star fluxes, WCS.
 
@@ -150,7 +140,7 @@ def check_cal(cal_path, truth):
     src = truth["sources"]
     with datamodels.ImageModel(cal_path) as cal:
         # The wisp is sky-like light the stage-1 wisp step removes; keep it out here.
-        exclude = wisp_region_mask(h["DETECTOR"], h["SUBARRAY"]) if h["WISPSCL"] else None
+        exclude = wisp_region_mask(h["DETECTOR"], inst.subarray_region(h["SUBARRAY"])) if h["WISPSCL"] else None
         sky = measure_sky(cal.data, cal.dq, src, exclude)
         phot = star_photometry(cal.data, cal.dq, src, cal.meta.photometry.pixelarea_steradians,
                                isolated_stars(src, cal.data.shape))
