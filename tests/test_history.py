@@ -1,0 +1,24 @@
+"""History entries: what a step did, and the rerun guard built on them."""
+
+import numpy as np
+from stdatamodels.jwst import datamodels
+
+from ceers_nircam import history
+
+
+def test_entry_names_step_and_parameters():
+    assert history.describe("remstriping", {"thresh": 0.8, "save_patterns": True}) == (
+        "ceers-nircam remstriping: thresh=0.8, save_patterns=True")
+
+
+def test_guard_reads_model_and_saved_file(tmp_path):
+    model = datamodels.ImageModel(np.zeros((8, 8), np.float32))
+    assert not history.already_done(model, "wispsub")
+    history.record(model, "wispsub", {"scale": 0.57, "template": "wisps_nrcb4_F150W.fits"})
+    assert history.already_done(model, "wispsub")
+    assert not history.already_done(model, "wisp")  # a prefix of another step is not that step
+    path = str(tmp_path / "x_rate.fits")
+    model.save(path)
+    assert history.already_done(path, "wispsub")
+    assert not history.already_done(path, "remstriping")
+    assert history.entries(path, "wispsub")[0].startswith("ceers-nircam wispsub: scale=0.57")
