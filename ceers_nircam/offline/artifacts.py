@@ -140,6 +140,32 @@ def snowball_events(rng, n, ngroups, shape=(inst.NPIX, inst.NPIX)):
     return t
 
 
+def snowball_radius(event, yy, xx):
+    """Elliptical distance (pixels along the major axis) of pixels from a snowball's centre."""
+    q = float(event["axis_ratio"]) if "axis_ratio" in event.colnames else 1.0
+    angle = np.deg2rad(float(event["angle"])) if "angle" in event.colnames else 0.0
+    dx, dy = xx - event["x"], yy - event["y"]
+    u = dx * np.cos(angle) + dy * np.sin(angle)
+    v = -dx * np.sin(angle) + dy * np.cos(angle)
+    return np.hypot(u, v / q)
+
+
+def snowball_footprint(events, shape, part="halo"):
+    """True where any snowball reaches: ``part`` is "core", "halo" (core included) or "outer"
+    (the faint wing included)."""
+    key = {"core": "core_radius", "halo": "halo_radius", "outer": "outer_radius"}[part]
+    mask = np.zeros(shape, dtype=bool)
+    for ev in events:
+        r_max = int(np.ceil(ev[key])) + 1
+        y0, x0 = max(0, int(ev["y"]) - r_max), max(0, int(ev["x"]) - r_max)
+        y1, x1 = min(shape[0], int(ev["y"]) + r_max + 2), min(shape[1], int(ev["x"]) + r_max + 2)
+        if y1 <= y0 or x1 <= x0:
+            continue
+        yy, xx = np.mgrid[y0:y1, x0:x1]
+        mask[y0:y1, x0:x1] |= snowball_radius(ev, yy, xx) <= ev[key]
+    return mask
+
+
 def snowball_charge(events, shape=(inst.NPIX, inst.NPIX)):
     """Deposited charge (DN) of each snowball: (index arrays, DN values, group) per event."""
     out = []
@@ -148,7 +174,7 @@ def snowball_charge(events, shape=(inst.NPIX, inst.NPIX)):
         r_out = int(np.ceil(ev["outer_radius"]))
         xc, yc = int(round(ev["x"])), int(round(ev["y"]))
         yy, xx = np.mgrid[yc - r_out:yc + r_out + 1, xc - r_out:xc + r_out + 1]
-        r = np.hypot(xx - ev["x"], yy - ev["y"])
+        r = snowball_radius(ev, yy, xx)
         inside = (r <= ev["outer_radius"]) & (xx >= 0) & (yy >= 0) & (xx < shape[1]) & (yy < shape[0])
         scale = (ev["halo_radius"] - ev["core_radius"]) / np.log(ev["core_edge_dn"] / HALO_EDGE_DN)
         dn = np.where(r <= ev["core_radius"], full_well_dn,

@@ -432,15 +432,17 @@ def _scene_rate(config, exp, catalog, refs, rng, template_dir):
     # The flat multiplies the response; photom converts surface brightness to DN/s.
     rate = ((sb + sky_image) / photmjsr * flat).astype(np.float32)
 
-    wisp_scale = 0.0
+    wisp_scale, wisp = 0.0, None
     if (config.wisps and exp.detector in artifacts.WISP_DETECTORS
             and exp.filter in artifacts.WISP_FILTERS):
         path = artifacts.write_wisp_templates(template_dir, [exp.detector], [exp.filter])[0]
         wisp_scale = config.wisp_scale if config.wisp_scale is not None else rng.uniform(0.3, 1.0)
         template = np.nan_to_num(fits.getdata(path).astype(np.float32))
-        rate += np.float32(wisp_scale) * template
+        wisp = np.float32(wisp_scale) * template
+        rate += wisp
     rate[inst.reference_pixel_mask()] = 0.0
-    return rate, dict(sources=src, sky=sky, sky_tilt=tilt, wisp_scale=wisp_scale, photmjsr=photmjsr,
+    return rate, dict(sources=src, sky=sky, sky_tilt=tilt, wisp_scale=wisp_scale, wisp=wisp,
+                      photmjsr=photmjsr,
                       pixar_sr=pixar_sr, fwhm_pix=fwhm_pix)
 
 
@@ -598,6 +600,10 @@ def _write_truth(path, config, exp, t):
     if t["rows"] is not None:
         hdus.append(fits.ImageHDU(t["rows"], name="STRIPE_ROWS"))
         hdus.append(fits.ImageHDU(t["cols"], name="STRIPE_COLS"))
+    if t["wisp"] is not None:
+        # The injected wisp (DN/s, before the flat), on the pixels of the image as written.
+        region = inst.subarray_region(config.subarray)
+        hdus.append(fits.ImageHDU(t["wisp"][region], name="WISP"))
     src = t["sources"].copy()
     src["kind"] = src["kind"].astype("U6")
     hdus.append(fits.table_to_hdu(src))
