@@ -43,8 +43,8 @@ def main():
                               cmap="magma", interpolation="nearest")
             ax.set_xlabel("x (arcsec)")
             ax.set_ylabel("y, along V3 (arcsec)")
-            ax.set_title(f"{filt}: {'stamp' if row == 0 else 'central arcsec'}, FWHM "
-                         f"{psf.fwhm():.3f}\", stamp holds {psf.fraction:.4f}")
+            what = f"stamp, holding {psf.fraction:.4f} of the flux" if row == 0 else "central arcsec"
+            ax.set_title(f"{filt} ({what})\nFWHM {psf.fwhm():.3f} arcsec", fontsize=10)
             fig.colorbar(shown, ax=ax, shrink=0.85, label="share of total flux per pixel")
     fig.savefig(args.output, dpi=90)
     print(args.output)

@@ -393,13 +393,16 @@ class EffectivePSF:
         """
         if not (abs(dx) <= 0.5 + 1e-9 and abs(dy) <= 0.5 + 1e-9):
             raise CeersError(f"sub-pixel offset ({dx}, {dy}) outside [-0.5, 0.5]")
-        pix = np.arange(-self.halfsize, self.halfsize + 1)
+        # Stamp pixels fall every OVERSAMPLE samples from one start, so all share the same
+        # cubic B-spline weights: the spline is evaluated with strided slices.
+        size = 2 * self.halfsize + 1
         mid = (self.data.shape[0] - 1) / 2
-        rows = mid + (pix - dy + self.centre[1]) * self.oversample
-        cols = mid + (pix - dx + self.centre[0]) * self.oversample
-        grid = np.meshgrid(rows, cols, indexing="ij")
-        return ndimage.map_coordinates(self._coeffs, grid, order=3, mode="mirror", prefilter=False,
-                                       output=np.float64)
+        start = mid + (-self.halfsize - np.array([dy, dx]) + self.centre[::-1]) * self.oversample
+        first = np.floor(start).astype(int) - 1
+        (wy, wx) = (_bspline_weights(t) for t in start - first - 1)
+        span = slice(0, self.oversample * (size - 1) + 1, self.oversample)
+        rows = sum(w * self._coeffs[first[0] + k:][span] for k, w in enumerate(wy))
+        return sum(w * rows[:, first[1] + k:][:, span] for k, w in enumerate(wx))
 
     def kernel(self):
         """The centred stamp, for convolving extended sources."""
@@ -416,6 +419,12 @@ class EffectivePSF:
             raise CeersError(f"radius outside the computed field (0-{self._ee[0][-1]:.2f} arcsec)")
         energy = np.interp(radius, *self._ee)
         return float(energy) if energy.ndim == 0 else energy
+
+
+def _bspline_weights(t):
+    """Cubic B-spline weights of the four coefficients around a point t (0-1) past the second."""
+    return np.array([(1 - t) ** 3, 3 * t**3 - 6 * t**2 + 4, -3 * t**3 + 3 * t**2 + 3 * t + 1,
+                     t**3]) / 6.0
 
 
 def _centre(epsf):
@@ -514,7 +523,10 @@ def effective_psf(filt, cache_dir=None):
         if hdul is None:
             hdul = _build(filt)
             if path:
-                write_hdulist(hdul, path)
-                log.info("cached the %s PSF in %s", filt, path)
+                try:
+                    write_hdulist(hdul, path)
+                    log.info("cached the %s PSF in %s", filt, path)
+                except OSError as err:  # the PSF is still good; only the reuse is lost
+                    log.warning("cannot cache the %s PSF in %s (%s)", filt, cache_dir, err)
         _MEMO[key] = _from_hdulist(hdul)
     return _MEMO[key]

@@ -11,6 +11,7 @@ import pytest
 from astropy.io import fits
 from scipy import ndimage
 
+from ceers_nircam import nircam
 from ceers_nircam.cli import CeersError
 from ceers_nircam.offline import psf
 from ceers_nircam.offline.instrument import PSF_FWHM
@@ -171,11 +172,36 @@ def test_core_sits_on_the_centroid(get_psf, filt):
     assert np.unravel_index(kernel.argmax(), kernel.shape) == (half, half)
 
 
+def test_interpolation_is_the_cubic_spline_and_close_to_exact(get_psf):
+    epsf = get_psf("F200W")
+    half, mid = epsf.halfsize, epsf.data.shape[0] // 2
+    pix = np.arange(-half, half + 1)
+    # Exact shift of the band-limited ePSF (Fourier phase ramp), sampled at pixel centres.
+    freq_y, freq_x = np.fft.fftfreq(epsf.data.shape[0])[:, None], np.fft.rfftfreq(epsf.data.shape[0])
+    for dx, dy in [(0.125, -0.375), (0.3, 0.0)]:
+        sx, sy = (dx - epsf.centre[0]) * epsf.oversample, (dy - epsf.centre[1]) * epsf.oversample
+        ramp = np.exp(-2j * np.pi * (freq_x * sx + freq_y * sy))
+        shifted = np.fft.irfft2(np.fft.rfft2(epsf.data) * ramp, s=epsf.data.shape)
+        exact = shifted[mid + pix[:, None] * epsf.oversample, mid + pix[None, :] * epsf.oversample]
+        drawn = epsf.stamp(dx, dy)
+        assert np.max(np.abs(drawn - exact)) < 1e-3 * exact.max()
+        rows, cols = np.meshgrid(mid + (pix - dy + epsf.centre[1]) * epsf.oversample,
+                                 mid + (pix - dx + epsf.centre[0]) * epsf.oversample, indexing="ij")
+        spline = ndimage.map_coordinates(epsf.data.astype(float), [rows, cols], order=3, mode="mirror")
+        assert np.max(np.abs(drawn - spline)) < 1e-6 * exact.max()
+
+
 def test_kernel_is_the_centred_stamp(get_psf):
     epsf = get_psf("F200W")
     assert np.array_equal(epsf.kernel(), epsf.stamp(0, 0))
     assert epsf.oversample == psf.OVERSAMPLE
     assert epsf.pixel_scale == 0.0311 and get_psf("F444W").pixel_scale == 0.0629
+
+
+def test_every_ceers_filter_has_a_band():
+    assert set(psf.BANDPASS) == set(nircam.FILTERS)
+    for filt, (lo, hi) in psf.BANDPASS.items():
+        assert lo < int(filt[1:4]) / 100 < hi
 
 
 def test_user_errors_are_ceers_errors(get_psf):
@@ -231,3 +257,14 @@ def test_unreadable_cache_is_rebuilt(get_psf, psf_cache, tmp_path, monkeypatch):
     assert again.halfsize == good.halfsize and again.fraction == good.fraction
     assert fits.getheader(path)["FILTER"] == "F444W"
     assert sorted(os.listdir(tmp_path)) == [os.path.basename(path)]  # no temporary left
+
+
+def test_unwritable_cache_still_gives_the_psf(get_psf, psf_cache, tmp_path, monkeypatch):
+    good = get_psf("F444W")
+    blocker = tmp_path / "file"
+    blocker.write_text("a file where the cache directory should be")
+    with fits.open(psf.cache_path("F444W", psf_cache)) as hdul:
+        cached = fits.HDUList([hdu.copy() for hdu in hdul])
+    monkeypatch.setattr(psf, "_MEMO", {})
+    monkeypatch.setattr(psf, "_build", lambda filt: cached)
+    assert psf.effective_psf("F444W", str(blocker / "psf")).fraction == good.fraction
