@@ -1,15 +1,19 @@
 """Fourier-optics effective PSFs of a JWST-like telescope for the CEERS filters.
 
-The pupil has 18 hexagonal segments with gaps, the secondary obscuration and
-three struts; a fixed (seeded) wavefront error gives a Strehl ratio of about
-0.8 at 2 um. Monochromatic PSFs from matrix Fourier transforms are summed
-across each filter's band, integrated over the detector pixel and kept on a
-grid oversampled ``OVERSAMPLE`` times, so a point source at any sub-pixel
-offset is drawn by interpolation (:class:`EffectivePSF`).
+The pupil has 18 hexagonal segments with 7 mm gaps, the secondary mirror's
+shadow (which falls inside the empty centre) and three struts; a fixed,
+seeded wavefront error of 150 nm rms gives a Strehl ratio of 0.8 at 2 um
+and a scattered halo. Monochromatic PSFs from matrix Fourier transforms are
+summed across each filter's band, integrated over the detector pixel and
+kept on a grid oversampled ``OVERSAMPLE`` times, so a point source at any
+sub-pixel offset is drawn by interpolation (:class:`EffectivePSF`).
 
-Fluxes are fractions of the total over the infinite plane: a stamp holds
-the share of the light it really contains (at least 99%) and is never
-renormalised. Each filter is computed once and cached as a FITS file.
+Values are shares of the total flux over the infinite plane: a stamp holds
+the light it really contains (at least 99%) and is never renormalised. The
+segment gaps alone send 0.7% of the light tens of arcsec away, so 99%
+needs stamps of 4-7 arcsec (SW) and 10-15 arcsec (LW) half-width. Image
+axes are the pupil's: x across, y along V3 (the vertical strut). Each
+filter is computed once and cached as a FITS file.
 """
 
 import functools
@@ -117,7 +121,7 @@ def pupil(n):
 # ------------------------------------------------------- wavefront error ----
 
 def _wfe_terms():
-    """Seeded random coefficients of the three wavefront-error parts (unit rms scales)."""
+    """Seeded random coefficients of the three wavefront-error parts, before scaling."""
     rng = np.random.default_rng(WFE_SEED)
     low = rng.normal(size=8) * np.array([1.0, 0.8, 0.8, 0.6, 0.6, 0.5, 0.5, 0.4])
     segments = rng.normal(size=(18, 3))  # piston, tip, tilt
@@ -195,6 +199,7 @@ def _centre_part(part, trans, stairs):
 
 
 def _centred_parts(n):
+    """The wavefront-error parts on an n x n grid, centred, and the pupil."""
     trans = pupil(n)
     which, centres = _segment_map(n)
     stairs = (centres[which, 0], centres[which, 1])
@@ -490,7 +495,8 @@ def _read_cache(path):
             if hdul[0].header.get("MODELVER") != model_version():
                 return None
             hdul = fits.HDUList([hdu.copy() for hdu in hdul])
-    except (OSError, ValueError, KeyError) as err:
+        hdul["EPSF"].data.shape, hdul["EE"].data["EE"]  # noqa: B018 (both must be there)
+    except (OSError, ValueError, KeyError, TypeError, IndexError) as err:
         log.warning("ignoring unreadable PSF cache %s (%s)", path, err)
         return None
     return hdul

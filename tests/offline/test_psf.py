@@ -75,13 +75,23 @@ def test_wavefront_is_seeded_150nm_spread_over_three_parts():
 def test_pupil_has_18_segments_gaps_and_struts():
     n = 1024
     trans = psf.pupil(n)
-    _, delta = psf._grid(n)
+    coords, delta = psf._grid(n)
     hexagon = np.sqrt(3) / 2 * psf.SEGMENT_FLAT**2
     struts = 3 * psf.STRUT_WIDTH * 2.6  # outside the empty centre, roughly
     assert trans.sum() * delta**2 == pytest.approx(18 * hexagon - struts, rel=0.01)
-    labels, count = ndimage.label(trans > 0.999)
-    assert count >= 18  # segments apart (struts split some further)
-    assert trans[n // 2, n // 2] == 0.0  # the empty centre
+
+    def at(x, y):
+        return trans[np.argmin(np.abs(coords - y)), np.argmin(np.abs(coords - x))]
+
+    centres = psf.segment_centres()
+    assert len(centres) == 18
+    assert all(at(x + 0.2, y + 0.1) == 1.0 for x, y in centres)  # off the struts
+    pairs = [(a, b) for a in centres for b in centres
+             if 0 < np.hypot(*(a - b)) < 1.1 * (psf.SEGMENT_FLAT + psf.SEGMENT_GAP)]
+    assert len(pairs) == 2 * 36  # each of the 36 shared edges seen from both sides
+    assert all(at(*(a + b) / 2) < 0.75 for a, b in pairs)  # the gap between neighbours
+    assert at(0.0, 0.0) == 0.0  # the empty centre
+    assert at(0.0, 2.0) < 0.6 and at(-1.0, -np.sqrt(3)) < 0.6  # upper strut, a lower one
 
 
 def test_parseval_fixes_the_normalisation():
