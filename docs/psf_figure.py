@@ -1,6 +1,6 @@
 """Figure of the simulator's F200W and F444W PSFs on a log stretch.
 
-Run by hand (needs matplotlib, not a dependency of the package):
+Run by hand:
 
     python docs/psf_figure.py [--output docs/psf_f200w_f444w.png] [--cache-dir DIR]
 
