@@ -14,7 +14,9 @@ only when the run has succeeded, so a failed or interrupted run leaves no
 half-written product under a real name.
 """
 
+import contextlib
 import dataclasses
+import logging
 import os
 import shutil
 import tempfile
@@ -80,6 +82,23 @@ class Image3Part1Params:
                                  "image3_part1_<jwst version>.asdf, written beside the association)")
 
 
+def keep_member_status(statuses, step="tweakreg", asn_id="a3001"):
+    """An ``edit`` for :func:`run_strun` that gives each product back its member's ``step`` status.
+
+    Image3 marks the steps it skips as SKIPPED in every product, although the
+    members went through them before (the astrometry aligned them: their WCS
+    is the one the products carry). ``statuses`` maps a member's root name
+    (``<root>_<asn_id>_crf.fits`` for a product) to its status.
+    """
+    def edit(model):
+        root = model.meta.filename.split(f"_{asn_id}_")[0]
+        status = statuses.get(root)
+        if status and getattr(model.meta.cal_step, step) == "SKIPPED":
+            setattr(model.meta.cal_step, step, status)
+
+    return edit
+
+
 def jwst_version():
     """The installed jwst version string."""
     from jwst import __version__
@@ -131,12 +150,29 @@ def ensure_parameter_file(settings, path=None, directory="."):
     return path
 
 
-def run_strun(parameter_file, input_path, output_dir, options=(), step=None, params=None):
+@contextlib.contextmanager
+def _stpipe_logging():
+    # strun attaches its own handler to the pipeline's loggers; ours on the root
+    # logger would print every pipeline line a second time.
+    root = logging.getLogger()
+    ours = [h for h in root.handlers if getattr(h, "_ceers", False)]
+    for handler in ours:
+        root.removeHandler(handler)
+    try:
+        yield
+    finally:
+        for handler in ours:
+            root.addHandler(handler)
+
+
+def run_strun(parameter_file, input_path, output_dir, options=(), step=None, params=None,
+              edit=None):
     """Run ``strun parameter_file input_path --output_dir ...``; return the products' paths.
 
     The products are written to a hidden directory inside ``output_dir``,
-    given the history entry of ``step`` (with ``params``) when one is named,
-    and moved into ``output_dir`` only after all of that succeeded.
+    given the history entry of ``step`` (with ``params``) when one is named
+    (after ``edit(model)``, if given, has had its say), and moved into
+    ``output_dir`` only after all of that succeeded.
     """
     from stpipe import Step
 
@@ -144,8 +180,9 @@ def run_strun(parameter_file, input_path, output_dir, options=(), step=None, par
     staging = tempfile.mkdtemp(prefix=".strun.", dir=output_dir)
     try:
         try:
-            Step.from_cmdline([os.fspath(parameter_file), os.fspath(input_path),
-                               f"--output_dir={staging}", *options])
+            with _stpipe_logging():
+                Step.from_cmdline([os.fspath(parameter_file), os.fspath(input_path),
+                                   f"--output_dir={staging}", *options])
         except Exception as err:  # whatever the pipeline raised: one line for the user
             log.debug("strun failed", exc_info=True)
             text = str(err).strip()
@@ -155,7 +192,7 @@ def run_strun(parameter_file, input_path, output_dir, options=(), step=None, par
         products = sorted(os.path.join(staging, n) for n in os.listdir(staging)
                           if not n.startswith("."))
         if step:
-            record_history([p for p in products if p.endswith(".fits")], step, params)
+            record_history([p for p in products if p.endswith(".fits")], step, params, edit)
         moved = []
         for path in products:
             dest = os.path.join(output_dir, os.path.basename(path))
@@ -166,13 +203,15 @@ def run_strun(parameter_file, input_path, output_dir, options=(), step=None, par
         shutil.rmtree(staging, ignore_errors=True)
 
 
-def record_history(paths, step, params):
-    """Append the history entry of ``step`` to each datamodel file in ``paths``."""
+def record_history(paths, step, params, edit=None):
+    """Append the history entry of ``step`` to each datamodel file in ``paths`` (after ``edit``)."""
     from stdatamodels.jwst import datamodels
 
     from .fitsio import save_model
 
     for path in paths:
         with datamodels.open(path) as model:
+            if edit is not None:
+                edit(model)
             history.record(model, step, params)
             save_model(model, path)

@@ -12,7 +12,7 @@ import os
 import sys
 import tempfile
 
-from ceers_nircam import cli, fitsio, history
+from ceers_nircam import cli, fitsio
 from ceers_nircam.steps import astrometry
 
 STEP = "astrometry"
@@ -33,7 +33,9 @@ def _main(argv):
     refcat = astrometry.read_refcat(opts.refcat)
     astrometry.check_inputs(args.images, opts.visit, opts.filter)
     out_dir = opts.output_dir or os.path.dirname(args.images[0]) or "."
-    with tempfile.TemporaryDirectory(prefix=".catalogs.", dir=opts.catalog_dir or None) as tmp:
+    with tempfile.TemporaryDirectory(prefix="ceers_catalogs.") as tmp:
+        if opts.catalog_dir:
+            os.makedirs(opts.catalog_dir, exist_ok=True)
         models, rows, fits = astrometry.align_visit(args.images, params, opts.refcat,
                                                     opts.catalog_dir or tmp)
     table = astrometry.results_table(rows, opts.visit, opts.filter.upper())
@@ -45,20 +47,13 @@ def _main(argv):
     failed = astrometry.failures(rows)
     if failed:
         raise cli.CeersError(f"{opts.visit} {opts.filter}: fit failed ({'; '.join(failed)}); "
-                             "nothing saved")
+                             f"no aligned image written (results in {table_path})")
     if not opts.save_results:
         return 0
     entry = {"visit": opts.visit, "config": os.path.basename(opts.config),
              "refcat": os.path.basename(opts.refcat), "abs_fitgeom": params.abs_fitgeom}
-    for model in models:
-        name = astrometry.tweaked_name(model)
-        model.meta.filename = name
-        history.record(model, STEP, entry)
-        fitsio.save_model(model, os.path.join(out_dir, name))
-        astrometry.save_wcs(model, os.path.join(opts.wcs_dir or out_dir, name.replace(".fits", ".asdf")))
-    for detector, fit in fits.items():
-        png = os.path.join(out_dir, f"{opts.visit}_{opts.filter.lower()}_{detector.lower()}_resid.png")
-        astrometry.plot_residuals(png, fit, refcat, f"{opts.visit} {opts.filter.upper()} {detector}")
+    astrometry.save_products(models, fits, refcat, out_dir, opts.wcs_dir or out_dir,
+                             opts.visit, opts.filter.upper(), entry)
     log.info("Wrote %d aligned images to %s", len(models), out_dir)
     return 0
 

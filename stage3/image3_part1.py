@@ -24,15 +24,19 @@ def _main(argv):
     cli.setup_logging(args.verbose)
     params = cli.params_from_args(pipeline.Image3Part1Params, args)
     product, members = associations.members(args.association)
+    aligned = {}  # each member's astrometry status, which Image3 would overwrite with SKIPPED
     for path in members:
         if not os.path.exists(path):
             raise cli.CeersError(f"{args.association}: member {path} does not exist")
-        fitsio.require_nircam(associations.primary_header(path), path)
+        header = associations.primary_header(path)
+        fitsio.require_nircam(header, path)
+        aligned[os.path.basename(path).rsplit("_", 1)[0]] = header.get("S_TWKREG")
     parfile = pipeline.ensure_parameter_file(pipeline.IMAGE3_PART1, params.parameter_file,
                                              os.path.dirname(args.association) or ".")
-    products = pipeline.run_strun(parfile, args.association, params.output_dir, step=STEP, params={
-        "association": os.path.basename(args.association), "parameter_file": os.path.basename(parfile),
-        "jwst": pipeline.jwst_version()})
+    entry = {"association": os.path.basename(args.association),
+             "parameter_file": os.path.basename(parfile), "jwst": pipeline.jwst_version()}
+    products = pipeline.run_strun(parfile, args.association, params.output_dir, step=STEP,
+                                  params=entry, edit=pipeline.keep_member_status(aligned))
     crf = [p for p in products if p.endswith(f"_{associations.ASN_ID}_crf.fits")]
     if len(crf) != len(members):
         raise cli.CeersError(f"{args.association}: {len(crf)} _crf files for {len(members)} members")

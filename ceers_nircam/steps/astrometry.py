@@ -405,8 +405,11 @@ def plot_residuals(path, fit, refcat, title):
     mag = 500.0  # arrow length per arcsec of residual, in arcsec on the plot
     q = ax.quiver(x, y, dra, ddec, angles="xy", scale_units="xy", scale=1.0 / mag, width=0.003,
                   color="tab:blue")
-    ax.quiverkey(q, 0.15, 1.03, 0.05, "50 mas", labelpos="E", coordinates="axes")
-    ax.set_xlim(ax.get_xlim()[::-1] if ax.get_xlim()[0] < ax.get_xlim()[1] else ax.get_xlim())
+    pad = 0.12 * (np.ptp(y) + 1.0)
+    ax.set_xlim(np.max(x) + pad, np.min(x) - pad)  # east to the left
+    ax.set_ylim(np.min(y) - pad, np.max(y) + 2.5 * pad)  # room for the key
+    ax.quiverkey(q, 0.14, 0.95, 0.05, f"50 mas (arrows x{mag:.0f})", labelpos="E",
+                 coordinates="axes", fontproperties={"size": 8})
     ax.set_aspect("equal")
     ax.set_xlabel("RA offset (arcsec, east left)")
     ax.set_ylabel("Dec offset (arcsec)")
@@ -566,6 +569,24 @@ def align_visit(paths, params, refcat_path, catalog_dir):
 def tweaked_name(model):
     """``<root>_tweakreg.fits`` of a cal file's model."""
     return f"{_root(model)}_tweakreg.fits"
+
+
+def save_products(models, fits, refcat, out_dir, wcs_dir, visit, filt, entry):
+    """Write each aligned image (``_tweakreg.fits``, with the history entry ``entry``), its
+    saved WCS (``_tweakreg.asdf``) and each detector's residual plot
+    (``<visit>_<filter>_<detector>_resid.png``)."""
+    from .. import history
+    from ..fitsio import save_model
+
+    for model in models:
+        name = tweaked_name(model)
+        model.meta.filename = name
+        history.record(model, "astrometry", entry)
+        save_model(model, os.path.join(out_dir, name))
+        save_wcs(model, os.path.join(wcs_dir, name.replace(".fits", ".asdf")))
+    for detector, fit in fits.items():
+        png = os.path.join(out_dir, f"{visit}_{filt.lower()}_{detector.lower()}_resid.png")
+        plot_residuals(png, fit, refcat, f"{visit} {filt} {detector}")
 
 
 @dataclasses.dataclass(frozen=True)

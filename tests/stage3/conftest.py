@@ -16,34 +16,6 @@ import pytest
 
 import stage3_data as data
 
-# The DR0.5 values of the spec (pointing 1, F150W); F277W fits rotation and scale.
-CONFIG = """[{visit}]
-# source finding parameters
-detect_thresh  = 4
-detect_minarea = 16
-deblend        = 4
-kernel_fwhm    = 1.5
-kernel_nsigma  = 5
-snr_threshold  = 2.5
-bkg_boxsize    = 100
-# Relative alignment:
-minobj         = 20
-searchrad      = 1.0
-separation     = 0.2
-tolerance      = 0.1
-nclip          = 1
-sigma          = 0.6
-# Absolute alignment:
-abs_minobj     = 20
-abs_searchrad  = 1.0
-abs_separation = 0.6
-abs_tolerance  = 0.4
-abs_nclip      = 1
-abs_sigma      = 0.8
-abs_fitgeom    = {fitgeom}
-"""
-
-
 @dataclasses.dataclass
 class Pointing:
     """Paths of the simulated pointing: rate directory, cal directory, truth per root."""
@@ -81,14 +53,6 @@ def pointing(offline_env, offline_dir, tmp_path_factory):
     return Pointing(rate_dir, cal_dir, os.path.join(rate_dir, "reference_catalog.ecsv"))
 
 
-def write_config(directory, filt, visit=data.VISIT):
-    fitgeom = "rscale" if filt == "F277W" else "rshift"
-    path = os.path.join(directory, f"{filt.lower()}.cfg")
-    with open(path, "w") as fh:
-        fh.write(CONFIG.format(visit=visit, fitgeom=fitgeom))
-    return path
-
-
 @pytest.fixture(scope="session")
 def aligned(pointing, tmp_path_factory):
     """stage3/astrometry.py --save_results on F150W and F277W, in a copy of the cal directory.
@@ -106,7 +70,7 @@ def aligned(pointing, tmp_path_factory):
         for root in pointing.roots(filt):
             cals.append(shutil.copy(pointing.cal(root), work))
         result = data.run_script("stage3/astrometry.py", "--visit", data.VISIT, "--filter", filt,
-                                 "--config", write_config(work, filt), "--refcat", pointing.refcat,
+                                 "--config", data.write_config(work, filt), "--refcat", pointing.refcat,
                                  "--save_results", "--wcs_dir", wcs_dir, "--catalog_dir", catalogs,
                                  *cals)
         logs[filt] = result.stdout + result.stderr

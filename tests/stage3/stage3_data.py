@@ -6,8 +6,8 @@ defaults and a visit pointing error of (0.25, -0.35) arcsec written into the
 headers. Detector1 is the plain jwst pipeline; Image2 is our stage2/image2.py.
 
 Simulation and Detector1 take most of the time (about 40 s per exposure on
-two shared cores), so their products (rate and truth files and the reference
-catalog) are kept in ``<offline dir>/testdata/<key>``, where the key is a
+two shared cores), so their products (rate, truth and noiseless-rate files and
+the reference catalog) are kept in ``<offline dir>/testdata/<key>``, where the key is a
 hash of the configuration, the simulator's source and the jwst and stcal
 versions: a change to any of them makes a new set. ``CEERS_TEST_CACHE=0``
 turns the cache off. Image2 and everything after it always run afresh.
@@ -28,6 +28,41 @@ import numpy as np
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 POINTING_ERROR = (0.25, -0.35)
 VISIT = "jw01345001001"
+
+# The DR0.5 values of the spec (pointing 1, F150W); F277W fits rotation and scale.
+CONFIG = """[{visit}]
+# source finding parameters
+detect_thresh  = 4
+detect_minarea = 16
+deblend        = 4
+kernel_fwhm    = 1.5
+kernel_nsigma  = 5
+snr_threshold  = 2.5
+bkg_boxsize    = 100
+# Relative alignment:
+minobj         = 20
+searchrad      = 1.0
+separation     = 0.2
+tolerance      = 0.1
+nclip          = 1
+sigma          = 0.6
+# Absolute alignment:
+abs_minobj     = 20
+abs_searchrad  = 1.0
+abs_separation = 0.6
+abs_tolerance  = 0.4
+abs_nclip      = 1
+abs_sigma      = 0.8
+abs_fitgeom    = {fitgeom}
+"""
+
+
+def write_config(directory, filt, visit=VISIT):
+    fitgeom = "rscale" if filt == "F277W" else "rshift"
+    path = os.path.join(directory, f"{filt.lower()}.cfg")
+    with open(path, "w") as fh:
+        fh.write(CONFIG.format(visit=visit, fitgeom=fitgeom))
+    return path
 
 
 def config():
@@ -50,13 +85,33 @@ def cache_key(cfg):
     return digest.hexdigest()[:12]
 
 
+def simulate_with_ideals(cfg, directory):
+    """What ``simulate`` writes, plus each exposure's noiseless rate (``<root>_ideal.fits``, DN/s:
+    scene, sky, wisp and the striping's row and column patterns); return the uncal paths."""
+    from astropy.io import fits
+
+    from ceers_nircam.offline import scene
+    from ceers_nircam.offline.simulate import load_catalog, plan_exposures, simulate_exposure
+
+    catalog = load_catalog(cfg)
+    catalog.write(os.path.join(directory, "truth_catalog.ecsv"), overwrite=True)
+    scene.reference_catalog(catalog, seed=cfg.seed).write(
+        os.path.join(directory, "reference_catalog.ecsv"), overwrite=True)
+    uncals = []
+    for exp in plan_exposures(cfg):
+        uncal, _, ideal = simulate_exposure(cfg, exp, catalog, directory,
+                                            os.path.join(directory, "wisp_templates"), keep_ideal=True)
+        fits.writeto(os.path.join(directory, f"{exp.rootname}_ideal.fits"), ideal.astype(np.float32))
+        uncals.append(uncal)
+    return uncals
+
+
 def _simulate_and_detector1(cfg, directory):
     from jwst.pipeline import Detector1Pipeline
 
     from ceers_nircam.cli import quiet_loggers
-    from ceers_nircam.offline.simulate import simulate
 
-    uncals = simulate(cfg, directory)
+    uncals = simulate_with_ideals(cfg, directory)
     for uncal in uncals:
         with quiet_loggers("stpipe", "jwst", "stcal", "CRDS"):
             Detector1Pipeline.call(uncal, output_dir=directory, save_results=True)
@@ -146,3 +201,25 @@ def pairwise_rms_mas(positions):
             diffs.append(np.column_stack([(pa[:, 0] - pb[:, 0]) * cosd, pa[:, 1] - pb[:, 1]]) * 3.6e6)
     d = np.concatenate(diffs)
     return float(np.sqrt(np.mean(np.sum(d**2, axis=1))))
+
+
+def _conftest_shared_data():
+    # tests/conftest.py defines SHARED_DATA; pytest has imported it (under a name of its choosing).
+    wanted = os.path.join(ROOT, "tests", "conftest.py")
+    for module in list(sys.modules.values()):
+        if getattr(module, "__file__", None) == wanted and hasattr(module, "SHARED_DATA"):
+            return module.SHARED_DATA
+    return os.path.join(os.path.dirname(ROOT), "shared", "data", "ceers-dr05")
+
+
+def shared_data():
+    """``../shared/data/ceers-dr05`` (tests/conftest.py's SHARED_DATA), or the same folder beside
+    a directory further up (a git worktree kept under a subfolder of the project's parent)."""
+    path = _conftest_shared_data()
+    folder = os.path.dirname(ROOT)
+    while not os.path.isdir(path) and os.path.dirname(folder) != folder:
+        folder = os.path.dirname(folder)
+        candidate = os.path.join(folder, "shared", "data", "ceers-dr05")
+        if os.path.isdir(candidate):
+            return candidate
+    return path
