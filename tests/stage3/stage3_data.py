@@ -77,7 +77,7 @@ def cache_key(cfg):
     import stcal
 
     digest = hashlib.sha1(repr(dataclasses.asdict(cfg)).encode())
-    digest.update(f"{jwst.__version__} {stcal.__version__}".encode())
+    digest.update(f"{jwst.__version__} {stcal.__version__} {DETECTOR1_STEPS}".encode())
     offline = os.path.join(ROOT, "ceers_nircam", "offline")
     for path in sorted(glob.glob(os.path.join(offline, "*.py"))):
         with open(path, "rb") as fh:
@@ -106,19 +106,32 @@ def simulate_with_ideals(cfg, directory):
     return uncals
 
 
-def _simulate_and_detector1(cfg, directory):
+# Detector1 as the tests run it: the pipeline's defaults, plus its own 1/f cleaning per
+# amplifier (CEERS removes the striping in stage 1, before Image2; without it outlier
+# detection flags the dark stripes). Part of the cache key.
+DETECTOR1_STEPS = {"clean_flicker_noise": {"skip": False, "fit_by_channel": True}}
+
+
+def detector1(uncal, directory):
+    """Run Detector1 (:data:`DETECTOR1_STEPS`) on one exposure, keeping only its rate file."""
     from jwst.pipeline import Detector1Pipeline
 
     from ceers_nircam.cli import quiet_loggers
 
+    with quiet_loggers("stpipe", "jwst", "stcal", "CRDS"):
+        Detector1Pipeline.call(uncal, output_dir=directory, save_results=True, steps=DETECTOR1_STEPS)
+    root = os.path.basename(uncal)[: -len("_uncal.fits")]
+    for suffix in ("_trapsfilled.fits", "_rateints.fits"):
+        path = os.path.join(directory, root + suffix)
+        if os.path.exists(path):
+            os.remove(path)
+
+
+def _simulate_and_detector1(cfg, directory):
     uncals = simulate_with_ideals(cfg, directory)
     for uncal in uncals:
-        with quiet_loggers("stpipe", "jwst", "stcal", "CRDS"):
-            Detector1Pipeline.call(uncal, output_dir=directory, save_results=True)
+        detector1(uncal, directory)
         os.remove(uncal)
-    for pattern in ("*_trapsfilled.fits", "*_rateints.fits"):
-        for path in glob.glob(os.path.join(directory, pattern)):
-            os.remove(path)
 
 
 def rate_files(offline_dir):

@@ -1,18 +1,25 @@
 """stage3/image3_part1.py: SkyMatch (measure only) and outlier detection on three aligned dithers.
 
-Judged against the truth, where three dithers overlap (each pixel on the
-light-sensitive area of the other two):
+Judged against the truth, where three dithers overlap: each pixel falls on
+the light-sensitive area of the other two, on pixels no DQ flag marks there
+(a jump-flagged pixel, fitted from fewer groups, weighs so little that the
+step's median leaves it out; the numbers anywhere the dithers overlap are
+printed too):
 
 - a residual is a pixel a cosmic ray or a snowball (out to its faint wing)
   touched, that Detector1 did not set to DO_NOT_USE, and whose rate still
   lies more than 10 sigma (ERR) above the noiseless rate the simulator
   recorded: twice the 5-sigma threshold of the outlier step itself, whose
   defaults cannot be expected to catch a residual at its own threshold (the
-  share flagged at 5 sigma is printed too);
+  share flagged above 5 sigma is printed too);
 - a source pixel is one where the noiseless light of sources (the noiseless
-  rate less its 64-pixel block median) exceeds the pixel's noise, outside
-  the reach of every source that saturates and away from cosmic rays and
-  snowballs (whose flags the step grows by a pixel).
+  rate less the injected wisp and its 64-pixel block median) exceeds the
+  pixel's noise, outside the reach of every source that saturates and away
+  from cosmic rays and snowballs (whose flags the step grows by a pixel).
+
+Detector1 cleans the 1/f striping (stage3_data.DETECTOR1_STEPS), as CEERS's
+stage 1 does before Image2: left in, the dark stripes are what outlier
+detection flags most.
 """
 
 import json
@@ -39,14 +46,19 @@ SATURATED = dqflags.pixel["SATURATED"]
 RESIDUAL_SIGMA = 10.0
 
 
-def _overlap(model, others, y, x):
-    """True where pixels (y, x) of ``model`` and their sky positions in every other dither
-    lie on light-sensitive pixels."""
+def _overlap(model, others, y, x, unflagged=True):
+    """True where pixels (y, x) of ``model`` fall, in every other dither, on a light-sensitive
+    pixel (with ``unflagged``, one that no DQ flag marks: a JUMP_DET pixel, fitted from fewer
+    groups, carries so little weight that the step's median leaves it out, maskpt 0.7)."""
     inside = (x >= NREF) & (x <= NPIX - 1 - NREF) & (y >= NREF) & (y <= NPIX - 1 - NREF)
     ra, dec = model.meta.wcs(x.astype(float), y.astype(float))
     for other in others:
         ox, oy = other.meta.wcs.backward_transform(ra, dec)
         inside &= (ox >= NREF) & (ox <= NPIX - 1 - NREF) & (oy >= NREF) & (oy <= NPIX - 1 - NREF)
+        xi = np.clip(np.round(np.nan_to_num(ox)).astype(int), 0, NPIX - 1)
+        yi = np.clip(np.round(np.nan_to_num(oy)).astype(int), 0, NPIX - 1)
+        if unflagged:
+            inside &= other.dq[yi, xi] == 0
     return inside
 
 
@@ -62,9 +74,9 @@ def _masks(truth, rate, ideal, usable):
     hit = np.zeros(shape, bool)
     hit[truth["cosmic_rays"]["y"], truth["cosmic_rays"]["x"]] = True
     hit |= artifacts.snowball_footprint(truth["snowballs"], shape, "outer")
+    saturated = (rate.dq & SATURATED) != 0
     with np.errstate(invalid="ignore", divide="ignore"):
         excess = np.where(hit & usable, (rate.data - ideal) / rate.err, 0.0)
-    saturated = (rate.dq & SATURATED) != 0
     src = truth["sources"]
     reach_saturated = []
     for s in src:
@@ -73,7 +85,8 @@ def _masks(truth, rate, ideal, usable):
                                          max(0, xi - half):xi + half + 1].any())
     bad = np.zeros(shape, bool)
     bad[truth["badpix"]["y"], truth["badpix"]["x"]] = True
-    light = ideal - _block_background(ideal)
+    scene = ideal - truth["wisp"] if "wisp" in truth else ideal
+    light = scene - _block_background(scene)
     sources = (light > rate.err) & usable
     sources &= ~validate.source_footprint(shape, src[np.array(reach_saturated, bool)], pad=0)
     sources &= ~binary_dilation(hit | bad, iterations=2)
@@ -97,9 +110,10 @@ def _measure(pointing, aligned, outliers, detector):
         for name, mask in (("residual", excess > RESIDUAL_SIGMA), ("residual5", excess > 5.0),
                            ("source", sources)):
             y, x = np.nonzero(mask)
-            inside = _overlap(models[root], others, y, x)
-            row[name] = int(inside.sum())
-            row[f"{name}_flagged"] = int(flagged[y[inside], x[inside]].sum())
+            for tag, unflagged in (("", True), ("_any", False)):
+                inside = _overlap(models[root], others, y, x, unflagged)
+                row[name + tag] = int(inside.sum())
+                row[f"{name}{tag}_flagged"] = int(flagged[y[inside], x[inside]].sum())
         rows.append(row)
     for model in models.values():
         model.close()
@@ -110,11 +124,14 @@ def _measure(pointing, aligned, outliers, detector):
 def test_outliers_flagged_where_three_dithers_overlap(pointing, aligned, outliers, detector):
     rows = _measure(pointing, aligned, outliers, detector)
     for r in rows:
-        print(f"{r['root']}: residuals flagged {r['residual_flagged']}/{r['residual']} "
-              f"(> 5 sigma: {r['residual5_flagged']}/{r['residual5']}), source pixels flagged "
-              f"{r['source_flagged']}/{r['source']} ({r['source_flagged'] / max(r['source'], 1):.3%})")
+        print(f"{r['root']}, where the other dithers' pixels are unflagged (anywhere they "
+              f"overlap): residuals flagged {r['residual_flagged']}/{r['residual']} "
+              f"({r['residual_any_flagged']}/{r['residual_any']}), above 5 sigma "
+              f"{r['residual5_flagged']}/{r['residual5']} ({r['residual5_any_flagged']}/"
+              f"{r['residual5_any']}); source pixels flagged {r['source_flagged']}/{r['source']} "
+              f"({r['source_any_flagged']}/{r['source_any']})")
     residual = sum(r["residual"] for r in rows)
-    assert residual >= 30  # cosmic rays and snowball wings that Detector1 left
+    assert residual >= 20  # cosmic rays and snowball wings that Detector1 left
     assert sum(r["residual_flagged"] for r in rows) >= 0.9 * residual
     source = sum(r["source"] for r in rows)
     assert source > 50_000
