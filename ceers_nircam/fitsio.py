@@ -49,9 +49,23 @@ def write_hdulist(hdulist, path):
 
 
 def save_model(model, path):
-    """Save a jwst datamodel atomically under ``path``."""
-    with atomic_path(path) as tmp:
+    """Save a jwst datamodel atomically under ``path``.
+
+    The model is written under its real base name inside a temporary
+    directory beside ``path`` (a datamodel records the name it is saved
+    under in meta.filename), then renamed into place.
+    """
+    path = os.fspath(path)
+    directory = os.path.dirname(os.path.abspath(path))
+    os.makedirs(directory, exist_ok=True)
+    base = os.path.basename(path)
+    tmpdir = tempfile.mkdtemp(prefix=f".{base}.", suffix=".part", dir=directory)
+    try:
+        tmp = os.path.join(tmpdir, base)
         model.save(tmp)
+        os.replace(tmp, path)
+    finally:
+        shutil.rmtree(tmpdir, ignore_errors=True)
     return path
 
 
