@@ -193,14 +193,19 @@ def pedestal(values, lo=-1.0, hi=1.5, binsize=0.001, fit_halfwidth=None):
 
 
 def background2d(image, excluded=None, box=256, filter_size=3, sigma=3.0, estimator="median",
-                 exclude_percentile=10.0):
+                 exclude_percentile=10.0, interpolation="zoom"):
     """photutils Background2D model and RMS of an image (excluded pixels ignored).
 
     ``estimator`` is "median" (SExtractor-like default) or "biweight".
-    Returns (background, background_rms) as float32 arrays.
+    ``interpolation`` "zoom" is photutils' spline (about half a second per
+    full-frame map); "bilinear" interpolates the box centres linearly, ten
+    times faster, for masks that only need a rough background. Returns
+    (background, background_rms) as float32 arrays.
     """
     from photutils.background import (Background2D, BiweightLocationBackground,
                                       MedianBackground)
+
+    from .masking import upsample
 
     est = BiweightLocationBackground() if estimator == "biweight" else MedianBackground()
     mask = ~np.isfinite(image)
@@ -209,4 +214,7 @@ def background2d(image, excluded=None, box=256, filter_size=3, sigma=3.0, estima
     bkg = Background2D(np.asarray(image, dtype=np.float32), box, mask=mask,
                        filter_size=filter_size, sigma_clip=SigmaClip(sigma=sigma),
                        bkg_estimator=est, exclude_percentile=exclude_percentile)
+    if interpolation == "bilinear" and image.shape[0] % box == 0 and image.shape[1] % box == 0:
+        return (upsample(bkg.background_mesh, box, image.shape),
+                upsample(bkg.background_rms_mesh, box, image.shape))
     return bkg.background.astype(np.float32), bkg.background_rms.astype(np.float32)

@@ -100,18 +100,18 @@ def check_fits(path, extensions=()):
             with fits.open(path) as hdul:
                 header = hdul[0].header.copy()
                 names = {h.name.upper() for h in hdul}
-                for ext in extensions:
-                    if ext.upper() not in names:
-                        raise CeersError(f"{path}: missing {ext.upper()} extension")
                 for hdu in hdul:  # reading every extension's data brings truncation to light
                     hdu.data  # noqa: B018
-    except CeersError:
-        raise
     except (OSError, ValueError, TypeError, IndexError) as err:
-        raise CeersError(f"{path}: not a readable FITS file ({err})") from None
+        reason = "truncated" if "buffer is too small" in str(err) else err
+        raise CeersError(f"{path}: not a readable FITS file ({reason})") from None
+    # A truncated file lacks its last extensions too: report the truncation first.
     for warning in caught:
         if "truncated" in str(warning.message):
             raise CeersError(f"{path}: not a readable FITS file (truncated)")
+    for ext in extensions:
+        if ext.upper() not in names:
+            raise CeersError(f"{path}: missing {ext.upper()} extension")
     return header
 
 

@@ -5,6 +5,7 @@ with the flat CRDS selects for it, exactly as ``flat_field`` in calwebb_image2
 will: same parameters (detector, filter, pupil, date...), same context.
 """
 
+import logging
 import os
 
 import numpy as np
@@ -21,7 +22,8 @@ def reference_path(model, reftype):
                          "environment, e.g. offline/ceers_env.sh)")
     params = model.get_crds_parameters()
     try:
-        with quiet_loggers("CRDS"):
+        # CRDS logs its own ERROR line before raising: the one-line error below says it all.
+        with quiet_loggers("CRDS", level=logging.CRITICAL):
             refs = crds.getreferences(params, reftypes=[reftype], observatory="jwst")
     except Exception as err:  # CRDS has its own exception tree; one line is enough here
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
@@ -33,7 +35,7 @@ def reference_path(model, reftype):
 
 
 def flat_field(model):
-    """The CRDS flat of an image, cut to its subarray; NaN where unusable."""
+    """The CRDS flat of an image, cut to its subarray, NaN where unusable; and its path."""
     from jwst.lib import reffile_utils
     from stdatamodels.jwst import datamodels
 
@@ -43,7 +45,7 @@ def flat_field(model):
             flat = reffile_utils.get_subarray_model(model, flat)
         data = np.array(flat.data, dtype=np.float32)
     data[~(np.isfinite(data) & (data > 0))] = np.nan
-    return data
+    return data, path
 
 
 def _describe(model):

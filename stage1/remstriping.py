@@ -35,7 +35,7 @@ def _main(argv):
     stem = args.rate[: -len(".fits")]
     mask_path = stem + "_1fmask.fits"
     with datamodels.ImageModel(args.rate) as model:
-        flat = reffiles.flat_field(model)
+        flat, flat_path = reffiles.flat_field(model)
         bits = None
         if os.path.exists(mask_path) and not params.remake_mask:
             bits = striping.read_mask(mask_path, model.data.shape)
@@ -46,7 +46,7 @@ def _main(argv):
             striping.write_mask(mask_path, status.products["mask"])
         if params.save_patterns:
             striping.write_patterns(stem, status.products)
-        history.record(model, STEP, {**dataclasses.asdict(params),
+        history.record(model, STEP, {**dataclasses.asdict(params), "flat": os.path.basename(flat_path),
                                      "pedestal": round(status.values["pedestal"], 6),
                                      "fallback_rows": status.values["fallback_rows"]})
         fitsio.save_model(model, args.rate)

@@ -40,12 +40,14 @@ def _main(argv):
     template_path = wisps.find_template(wisps.template_directory(params.template_dir), det, filt)
     with datamodels.ImageModel(args.rate) as model:
         template = wisps.load_template(template_path, model)
-        flat = reffiles.flat_field(model) if params.fit else None
+        flat, flat_path = reffiles.flat_field(model) if params.fit else (None, None)
         model, status = wisps.apply(model, params, template, flat)
         fitsio.copy_aside(args.rate, "_rate.fits", "_rate_prewisp.fits")
-        history.record(model, STEP, {"scale": round(status.values["scale"], 5),
-                                     "mode": "fit" if params.fit else "manual",
-                                     "template": os.path.basename(template_path)})
+        entry = {"scale": round(status.values["scale"], 5), "mode": "fit" if params.fit else "manual",
+                 "template": os.path.basename(template_path)}
+        if params.fit:
+            entry["flat"] = os.path.basename(flat_path)
+        history.record(model, STEP, entry)
         fitsio.save_model(model, args.rate)
     log.info("%s: %s", args.rate, status.message)
     if params.plot and params.fit:
