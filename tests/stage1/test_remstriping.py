@@ -3,14 +3,9 @@
 The striping amplitude is varied on the calibrated exposure: its true
 pattern (truth STRIPE_ROWS, STRIPE_COLS) is replaced by k times itself, so
 the injected striping covers 0.2 to 2 times the per-pixel background noise
-with the rest of the image (sources, noise, flags) unchanged.
-
-Metric: per amplifier-row with at least 20% of its pixels unmasked, the
-recovered row value minus the true one, and per column the same; a
-constant per amplifier is not striping (it moves freely between the row and
-the column pattern, and the pedestal), so it is removed from both. The
-floor is what a median of the N unmasked pixels of that row (or column)
-could do: 1.25 sigma / sqrt(N).
+with the rest of the image (sources, noise, flags) unchanged. Residual and
+floor: :func:`ceers_nircam.qa.striping_residual` (per amplifier-row with at
+least 20% unmasked, against 1.25 sigma / sqrt(N)).
 """
 
 import os
@@ -20,7 +15,7 @@ import pytest
 from astropy.io import fits
 from stdatamodels.jwst import datamodels
 
-from ceers_nircam import fitsio, history, reffiles
+from ceers_nircam import fitsio, history, qa, reffiles
 from ceers_nircam.offline import artifacts, validate
 from ceers_nircam.offline import instrument as inst
 
@@ -34,8 +29,7 @@ def background_noise(rate_path, truth, ideal):
     with datamodels.ImageModel(rate_path) as model:
         flat, _ = reffiles.flat_field(model)
         use = (model.dq == 0) & ~validate.source_footprint(model.data.shape, truth["sources"])
-        resid = ((model.data - ideal) / flat)[use & np.isfinite(flat)]
-    return float(1.4826 * np.median(np.abs(resid - np.median(resid))))
+        return qa.robust_sigma(((model.data - ideal) / flat)[use & np.isfinite(flat)])
 
 
 def with_striping(rate_path, truth, factor, directory):
@@ -51,37 +45,8 @@ def with_striping(rate_path, truth, factor, directory):
     return path, factor * rows, factor * cols
 
 
-def residuals(rows, cols, masked, true_rows, true_cols, sigma):
-    """Row and column residuals over the rows and columns with >= 20% unmasked, and their floors."""
-    ny, nx = masked.shape
-    namps = true_rows.shape[0]
-    n_row = (~masked).reshape(ny, namps, nx // namps).sum(axis=2).T
-    n_col = (~masked).sum(axis=0)
-    use_r = n_row >= 0.2 * (nx // namps)
-    use_c = n_col >= 0.2 * ny
-    r = np.where(use_r, rows - true_rows, np.nan)
-    r -= np.nanmedian(r, axis=1)[:, None]
-    c = np.where(use_c, cols - true_cols, np.nan).reshape(namps, -1)
-    c = (c - np.nanmedian(c, axis=1)[:, None]).ravel()
-    floor_r = 1.25 * sigma / np.sqrt(n_row[use_r])
-    floor_c = 1.25 * sigma / np.sqrt(n_col[use_c])
-    rms = lambda a: float(np.sqrt(np.nanmean(np.square(a))))  # noqa: E731
-    return rms(r[use_r]), rms(floor_r), rms(c[use_c]), rms(floor_c)
-
-
-def removed_patterns(before_path, after_path, namps=inst.NAMPS):
-    """Row (per amplifier) and column patterns a correction took out (median along each)."""
-    with datamodels.ImageModel(before_path) as b, datamodels.ImageModel(after_path) as a:
-        flat, _ = reffiles.flat_field(b)
-        diff = np.where((b.data != 0) & (a.data != 0), (b.data - a.data) / flat, np.nan)
-    ny, nx = diff.shape
-    rows = np.nanmedian(diff.reshape(ny, namps, nx // namps), axis=2).T
-    horiz = np.repeat(rows.T, nx // namps, axis=1)
-    cols = np.nanmedian(diff - horiz, axis=0)
-    return rows, cols
-
-
 def clean_flicker_noise(rate_path, out_path):
+    """jwst's clean_flicker_noise, per amplifier, on a rate file; returns the output path."""
     from jwst.clean_flicker_noise import CleanFlickerNoiseStep
 
     result = CleanFlickerNoiseStep.call(rate_path, skip=False, fit_by_channel=True,
@@ -100,26 +65,29 @@ def noise(nrca1):
 def test_residual_striping_is_near_the_median_noise_floor(nrca1, noise, ratio, tmp_path):
     sim = nrca1["sim"]
     truth = sim.truth
-    rms_true = np.std(artifacts.striping_image(truth["stripe_rows"], truth["stripe_cols"])[inst.science_region()])
-    factor = ratio * noise / rms_true
+    true = artifacts.striping_image(truth["stripe_rows"], truth["stripe_cols"])
+    factor = ratio * noise / np.std(true[inst.science_region()])
     path, rows_true, cols_true = with_striping(nrca1["rate"], truth, factor, tmp_path / "ours")
     assert run_script("remstriping", path, "--save_patterns") == 0
     stem = path[: -len(".fits")]
     masked = fits.getdata(stem + "_1fmask.fits", "MASK") != 0
     rows = fits.getdata(stem + "_horiz.fits", "ROWS")
     cols = fits.getdata(stem + "_vert.fits", "COLS")
-    ours = residuals(rows, cols, masked, rows_true, cols_true, noise)
+    ours = qa.striping_residual(rows, cols, masked, rows_true, cols_true, noise)
 
     # jwst's clean_flicker_noise (per amplifier) on the same image, judged the same way.
     cfn = clean_flicker_noise(stem + "_pre1f.fits", str(tmp_path / "cfn_rate.fits"))
-    theirs = residuals(*removed_patterns(stem + "_pre1f.fits", cfn), masked, rows_true, cols_true, noise)
+    with datamodels.ImageModel(stem + "_pre1f.fits") as before, datamodels.ImageModel(cfn) as after:
+        flat, _ = reffiles.flat_field(before)
+        taken = qa.removed_patterns(before.data, after.data, flat)
+    theirs = qa.striping_residual(*taken, masked, rows_true, cols_true, noise)
     print(f"\nstriping {ratio} x noise ({noise:.5f} DN/s): residual / floor rows "
-          f"{ours[0] / ours[1]:.3f} (clean_flicker_noise {theirs[0] / theirs[1]:.3f}), columns "
-          f"{ours[2] / ours[3]:.3f} (clean_flicker_noise {theirs[2] / theirs[3]:.3f})")
-    assert ours[0] <= 1.5 * ours[1]
-    assert ours[2] <= 1.5 * ours[3]
-    assert ours[0] <= theirs[0]
-    assert ours[0] ** 2 + ours[2] ** 2 <= theirs[0] ** 2 + theirs[2] ** 2
+          f"{ours.rows_ratio:.3f} (clean_flicker_noise {theirs.rows_ratio:.3f}), columns "
+          f"{ours.cols_ratio:.3f} (clean_flicker_noise {theirs.cols_ratio:.3f})")
+    assert ours.rows_ratio <= 1.5
+    assert ours.cols_ratio <= 1.5
+    assert ours.rows <= theirs.rows
+    assert ours.total <= theirs.total
 
 
 def test_isolated_star_fluxes_do_not_change(nrca1, tmp_path):

@@ -3,7 +3,6 @@
 import numpy as np
 import pytest
 from astropy.io import fits
-from scipy import ndimage
 from stdatamodels.jwst import datamodels
 
 from ceers_nircam.cli import CeersError
