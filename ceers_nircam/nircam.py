@@ -90,23 +90,6 @@ def reference_pixel_mask():
     return border
 
 
-def readout_clock(detector, shape, noutputs):
-    """Pixel-clock index, within one frame, at which each pixel is read.
-
-    Every output reads its own block of columns at the same time, one row
-    after another along the slow axis, each row followed by ROW_OVERHEAD
-    idle clocks. Returns an int array of ``shape`` (science frame).
-    """
-    fast, slow = READOUT_AXES[detector.upper()]
-    ny, nx = shape
-    width = nx // noutputs
-    within = np.arange(nx) % width
-    if fast < 0:
-        within = width - 1 - within
-    rows = np.arange(ny) if slow > 0 else ny - 1 - np.arange(ny)
-    return rows[:, None] * (width + ROW_OVERHEAD) + within[None, :]
-
-
 def wisp_region_mask(detector, region=None):
     """True inside a detector's wisp region (all False off the wisp detectors).
 

@@ -9,41 +9,11 @@ import os
 import numpy as np
 from astropy.io import fits
 from astropy.table import Table
+from scipy.special import ndtr
 
 from ..fitsio import write_hdulist
 from ..nircam import WISP_DETECTORS, WISP_FILTERS, WISP_REGIONS
 from . import instrument as inst
-
-
-
-def _one_over_f(rng, n, rms, nseries=1):
-    """Series with a 1/f power spectrum, zero mean, given rms."""
-    freq = np.fft.rfftfreq(n)
-    amp = np.zeros_like(freq)
-    amp[1:] = 1.0 / np.sqrt(freq[1:])
-    spec = amp * (rng.normal(size=(nseries, freq.size)) + 1j * rng.normal(size=(nseries, freq.size)))
-    series = np.fft.irfft(spec, n=n, axis=-1)
-    series -= series.mean(axis=-1, keepdims=True)
-    series *= rms / series.std(axis=-1, keepdims=True)
-    return series
-
-
-def striping_patterns(rng, row_rms=0.006, col_rms=0.002):
-    """1/f striping in a rate image (DN/s).
-
-    Returns
-    -------
-    rows : ndarray (NAMPS, NPIX)
-        Row pattern of each amplifier: a part common to all amplifiers plus an
-        independent part per amplifier, as the readout electronics produce.
-    cols : ndarray (NPIX,)
-        Column pattern.
-    """
-    common = _one_over_f(rng, inst.NPIX, row_rms * 0.7)
-    own = _one_over_f(rng, inst.NPIX, row_rms * 0.7, nseries=inst.NAMPS)
-    rows = common + own
-    cols = _one_over_f(rng, inst.NPIX, col_rms)[0]
-    return rows.astype(np.float32), cols.astype(np.float32)
 
 
 def striping_image(rows, cols, border=None):
@@ -62,6 +32,10 @@ def striping_image(rows, cols, border=None):
     return image
 
 
+# Relative brightness of the wisp on each detector: NRCB4's is the strongest.
+WISP_STRENGTH = {"NRCA3": 0.6, "NRCA4": 0.35, "NRCB3": 0.45, "NRCB4": 1.0}
+
+
 def wisp_template(detector, filt):
     """A synthetic wisp template (DN/s at scale 1) for a wisp-affected detector.
 
@@ -76,11 +50,29 @@ def wisp_template(detector, filt):
     rr = np.hypot((x - cx) / rx, (y - cy) / ry)
     ring = np.exp(-0.5 * ((rr - 0.6) / 0.18) ** 2) * (rr < 1.1)
     slope = 0.6 + 0.4 * (x - x0) / (x1 - x0)
-    peak = 0.04 if filt == "F150W" else 0.05
+    peak = (0.04 if filt == "F150W" else 0.05) * WISP_STRENGTH[detector]
     template = (peak * ring * np.clip(slope, 0.2, 1.0)).astype(np.float32)
     template[template < 1e-4 * peak] = 0.0
     template[inst.reference_pixel_mask()] = np.nan
     return template
+
+
+def wisp_distortion(rng, template, rms, cells=12):
+    """A smooth multiplicative distortion 1 + d of a wisp template, different each exposure.
+
+    ``d`` varies over a few hundred pixels, has the given ``rms`` weighted by
+    the template's light, and is made orthogonal to the template, so that a
+    least-squares fit of the distorted wisp by the template gives back its
+    scale exactly: the truth's scale is that of the template component.
+    """
+    from scipy.ndimage import zoom
+
+    coarse = rng.normal(0.0, 1.0, (cells, cells))
+    d = zoom(coarse, inst.NPIX / cells, order=3, mode="nearest")[:inst.NPIX, :inst.NPIX]
+    t2 = np.nan_to_num(template.astype(np.float64)) ** 2
+    d -= (t2 * d).sum() / t2.sum()
+    d *= rms / np.sqrt((t2 * d**2).sum() / t2.sum())
+    return (1.0 + d).astype(np.float32)
 
 
 def wisp_template_name(detector, filt):
@@ -109,26 +101,87 @@ def write_wisp_templates(directory, detectors=WISP_DETECTORS, filters=WISP_FILTE
     return paths
 
 
+# --------------------------------------------------------------------------
+# charge that arrives during the integration
+
+
+def group_response(arrival, frame_times, tau=None):
+    """Share of a deposit each group holds, for deposits arriving at ``arrival`` (s).
+
+    A group averages its frames; a frame read after the arrival holds the
+    charge. With ``tau`` (s) the charge comes in as 1 - exp(-dt / tau)
+    after the arrival instead of at once (a slow release). Returns an array
+    (n, ngroups).
+    """
+    dt = frame_times[None, :, :] - np.asarray(arrival, dtype=float)[:, None, None]
+    if tau is None:
+        seen = (dt > 0).astype(float)
+    else:
+        seen = np.where(dt > 0, -np.expm1(-np.maximum(dt, 0.0) / tau), 0.0)
+    return seen.mean(axis=2)
+
+
+def arrivals(rng, n, frame_times, detectable=False):
+    """Random arrival times over an integration; the group that first holds each
+    deposit; and the share of the deposit in that group.
+
+    With ``detectable`` the arrivals come after the first group's reads, so
+    that a jump can be seen (any later group, the last included).
+    """
+    start = frame_times[0, -1] if detectable else 0.0
+    t = rng.uniform(start, frame_times[-1, -1], n)
+    share = group_response(t, frame_times)
+    first = np.argmax(share > 0, axis=1)
+    return t, first, share[np.arange(n), first]
+
+
+def _deposit(groups, flat_index, charge, share):
+    """Add ``charge`` (per pixel) times each group's ``share`` (per pixel) to the group values."""
+    npix = groups.shape[1] * groups.shape[2]
+    for g in range(groups.shape[0]):
+        add = np.bincount(flat_index, weights=charge * share[:, g], minlength=npix)
+        groups[g] += add.reshape(groups.shape[1:]).astype(groups.dtype)
+
+
+# --------------------------------------------------------------------------
+# snowballs
+
 # Charge (DN) at the edge of a snowball's detectable halo, a little above the
 # pipeline's 4-sigma jump threshold, and where its faint wing ends.
 HALO_EDGE_DN = 20.0
 WING_END_DN = 1.0
+SNOWBALL_RATE = 1.0 / 20.0  # per second on a full-frame detector (JDox)
+SNOWBALL_SPREAD = 0.3  # exposure-to-exposure spread of the rate (fractional rms)
+ELONGATED_FRACTION = 0.2
+RELEASE_TIME = 100.0  # s, e-folding time of the halo charge released after the event
 
 
-def snowball_events(rng, n, ngroups, shape=(inst.NPIX, inst.NPIX)):
+def snowball_count(rng, duration, rate=SNOWBALL_RATE, spread=SNOWBALL_SPREAD, area=1.0):
+    """Number of snowballs in ``duration`` s on ``area`` (fraction of a full frame).
+
+    The rate itself varies between exposures (a gamma deviate of mean 1 and
+    rms ``spread``), as flight data show.
+    """
+    factor = rng.gamma(1.0 / spread**2, spread**2) if spread > 0 else 1.0
+    return int(rng.poisson(rate * factor * duration * area))
+
+
+def snowball_events(rng, n, frame_times, shape=(inst.NPIX, inst.NPIX)):
     """Random snowballs: large jump events with saturated cores.
 
     Returns a Table with x, y (pixel centre), the core radius (saturated),
     the halo radius (where the deposited charge falls to HALO_EDGE_DN, about
     what jump detection can see), the outer radius (where the faint wing the
-    jump step misses falls to WING_END_DN), all in pixels; the charge just
-    outside the core (DN); and the group in which each one lands (never the
-    first, so the jump is seen).
+    jump step misses falls to WING_END_DN), all along the major axis in
+    pixels; axis ratio and angle (deg) of the elongated ones (most are
+    round); the charge just outside the core (DN); the arrival time (s); the
+    first group holding the charge and its share in that group (the rest
+    lands in the next); and the share of the halo charge released slowly
+    afterwards (e-folding RELEASE_TIME).
     """
-    margin = min(80, min(shape) // 4)
     t = Table()
-    t["x"] = rng.uniform(margin, shape[1] - margin, n)
-    t["y"] = rng.uniform(margin, shape[0] - margin, n)
+    t["x"] = rng.uniform(inst.NREF, shape[1] - inst.NREF, n)
+    t["y"] = rng.uniform(inst.NREF, shape[0] - inst.NREF, n)
     t["core_radius"] = rng.uniform(3.0, 7.0, n)
     t["halo_radius"] = t["core_radius"] * rng.uniform(2.5, 4.0, n)
     t["core_edge_dn"] = rng.uniform(1500.0, 7500.0, n)
@@ -136,7 +189,11 @@ def snowball_events(rng, n, ngroups, shape=(inst.NPIX, inst.NPIX)):
     # the halo radius and on to WING_END_DN.
     scale = (t["halo_radius"] - t["core_radius"]) / np.log(t["core_edge_dn"] / HALO_EDGE_DN)
     t["outer_radius"] = t["core_radius"] + scale * np.log(t["core_edge_dn"] / WING_END_DN)
-    t["group"] = rng.integers(1, max(2, ngroups - 1), n)
+    elongated = rng.uniform(0, 1, n) < ELONGATED_FRACTION
+    t["axis_ratio"] = np.where(elongated, rng.uniform(0.4, 0.8, n), 1.0)
+    t["angle"] = np.where(elongated, rng.uniform(0.0, 180.0, n), 0.0)
+    t["time"], t["group"], t["fraction"] = arrivals(rng, n, frame_times, detectable=True)
+    t["release"] = rng.uniform(0.01, 0.05, n)
     return t
 
 
@@ -166,21 +223,47 @@ def snowball_footprint(events, shape, part="halo"):
     return mask
 
 
-def snowball_charge(events, shape=(inst.NPIX, inst.NPIX)):
-    """Deposited charge (DN) of each snowball: (index arrays, DN values, group) per event."""
-    out = []
+def snowball_charge(event, shape=(inst.NPIX, inst.NPIX)):
+    """Deposited charge (DN) of one snowball: (row indices, column indices, DN, in core)."""
     full_well_dn = 2.0 * inst.SATURATION_LEVEL
-    for ev in events:
-        r_out = int(np.ceil(ev["outer_radius"]))
-        xc, yc = int(round(ev["x"])), int(round(ev["y"]))
-        yy, xx = np.mgrid[yc - r_out:yc + r_out + 1, xc - r_out:xc + r_out + 1]
-        r = snowball_radius(ev, yy, xx)
-        inside = (r <= ev["outer_radius"]) & (xx >= 0) & (yy >= 0) & (xx < shape[1]) & (yy < shape[0])
-        scale = (ev["halo_radius"] - ev["core_radius"]) / np.log(ev["core_edge_dn"] / HALO_EDGE_DN)
-        dn = np.where(r <= ev["core_radius"], full_well_dn,
-                      ev["core_edge_dn"] * np.exp(-(r - ev["core_radius"]) / scale))
-        out.append(((yy[inside], xx[inside]), dn[inside], int(ev["group"])))
-    return out
+    r_out = int(np.ceil(event["outer_radius"]))
+    xc, yc = int(round(event["x"])), int(round(event["y"]))
+    yy, xx = np.mgrid[yc - r_out:yc + r_out + 1, xc - r_out:xc + r_out + 1]
+    r = snowball_radius(event, yy, xx)
+    inside = (r <= event["outer_radius"]) & (xx >= 0) & (yy >= 0) & (xx < shape[1]) & (yy < shape[0])
+    scale = (event["halo_radius"] - event["core_radius"]) / np.log(event["core_edge_dn"] / HALO_EDGE_DN)
+    core = r <= event["core_radius"]
+    dn = np.where(core, full_well_dn, event["core_edge_dn"] * np.exp(-(r - event["core_radius"]) / scale))
+    return yy[inside], xx[inside], dn[inside], core[inside]
+
+
+def add_snowballs(groups, events, frame_times):
+    """Add snowballs to group values (ngroups, ny, nx, DN): the deposit from its
+    arrival on, then the slow release of part of the halo charge."""
+    if len(events) == 0:
+        return
+    shape = groups.shape[1:]
+    prompt = group_response(events["time"], frame_times)
+    slow = group_response(events["time"], frame_times, tau=RELEASE_TIME)
+    parts = [snowball_charge(ev, shape) for ev in events]
+    which = np.concatenate([np.full(p[0].size, i) for i, p in enumerate(parts)])
+    index = np.concatenate([y * shape[1] + x for y, x, _, _ in parts])
+    dn = np.concatenate([p[2] for p in parts])
+    # The core saturates anyway; the release is a share of the halo's charge.
+    released = np.concatenate([np.where(core, 0.0, ev["release"] * q)
+                               for ev, (_, _, q, core) in zip(events, parts)])
+    _deposit(groups, index, dn, prompt[which])
+    _deposit(groups, index, released, slow[which])
+
+
+# --------------------------------------------------------------------------
+# cosmic rays
+
+CR_CHARGE_E = 5200.0  # mean charge per hit (electrons)
+CR_TRACK_PIX = 0.8  # mean projected track length (pixels)
+CR_DIFFUSION_PIX = 0.35  # charge diffusion (Gaussian sigma, pixels)
+IPC = 0.005  # share of a pixel's charge coupled into each of its four neighbours
+CR_MIN_E = 20.0  # electrons: pixels below this are not part of a hit's footprint
 
 
 def cosmic_ray_count(rng, rate, duration, npix=inst.NPIX * inst.NPIX):
@@ -193,31 +276,68 @@ def cosmic_ray_count(rng, rate, duration, npix=inst.NPIX * inst.NPIX):
     return int(rng.poisson(rate * area_cm2 * duration))
 
 
-def cosmic_rays(rng, n, ngroups, gain, shape=(inst.NPIX, inst.NPIX)):
-    """Ordinary cosmic-ray hits: one to three pixels each, landing in a random group.
+def _track_footprints(rng, n, half=4, npoints=8):
+    """Charge share of each pixel of a (2 half + 1)^2 box around each hit:
+    a straight track of random direction and length, blurred by diffusion."""
+    length = rng.exponential(CR_TRACK_PIX, n)
+    angle = rng.uniform(0, np.pi, n)
+    start = rng.uniform(-0.5, 0.5, (n, 2))
+    along = (np.arange(npoints) + 0.5) / npoints - 0.5
+    px = start[:, 0:1] + length[:, None] * np.cos(angle)[:, None] * along  # (n, npoints)
+    py = start[:, 1:2] + length[:, None] * np.sin(angle)[:, None] * along
+    edges = np.arange(-half, half + 2) - 0.5
 
-    Returns a Table with one row per hit pixel: event number, x, y, group (>= 1,
-    so the jump is seen) and charge (DN).
+    def profile(p):  # (n, npoints, box): share of a point's charge in each pixel column/row
+        c = ndtr((edges[None, None, :] - p[:, :, None]) / CR_DIFFUSION_PIX)
+        return np.diff(c, axis=2)
+
+    box = np.einsum("npy,npx->nyx", profile(py), profile(px)) / npoints
+    return ipc_couple(box, IPC)
+
+
+def ipc_couple(boxes, ipc):
+    """Inter-pixel capacitance: ``ipc`` of each pixel's signal shows in each of its
+    four neighbours (``boxes`` is (n, ny, nx), each box padded enough to hold it)."""
+    coupled = boxes * (1 - 4 * ipc)
+    coupled[:, 1:, :] += ipc * boxes[:, :-1, :]
+    coupled[:, :-1, :] += ipc * boxes[:, 1:, :]
+    coupled[:, :, 1:] += ipc * boxes[:, :, :-1]
+    coupled[:, :, :-1] += ipc * boxes[:, :, 1:]
+    return coupled
+
+
+def cosmic_rays(rng, n, frame_times, gain, shape=(inst.NPIX, inst.NPIX)):
+    """Cosmic-ray hits of realistic footprint and charge, at random times.
+
+    Charge per hit is log-normal with mean CR_CHARGE_E electrons; each hit
+    deposits along a short track, diffuses, and couples into neighbours by
+    IPC. Returns a Table with one row per pixel receiving at least CR_MIN_E:
+    event number, x, y, arrival time (s), first group holding the charge,
+    its share in that group, and the charge (DN, through ``gain``: a value or
+    a map in e/DN).
     """
-    x0 = rng.integers(inst.NREF, shape[1] - inst.NREF - 1, n)
-    y0 = rng.integers(inst.NREF, shape[0] - inst.NREF - 1, n)
-    group = rng.integers(1, max(2, ngroups), n)
-    charge = rng.uniform(300.0, 5000.0, n) / gain
-    npix = rng.integers(1, 4, n)
-    event = np.repeat(np.arange(n), npix)
-    k = np.arange(event.size) - np.repeat(np.cumsum(npix) - npix, npix)  # pixel within event
+    half = 4
+    x0 = rng.integers(inst.NREF, shape[1] - inst.NREF, n)
+    y0 = rng.integers(inst.NREF, shape[0] - inst.NREF, n)
+    charge_e = rng.lognormal(np.log(CR_CHARGE_E) - 0.5, 1.0, n)
+    time, group, fraction = arrivals(rng, n, frame_times)
+    box = _track_footprints(rng, n, half) * charge_e[:, None, None]
+    event, iy, ix = np.nonzero(box >= CR_MIN_E)
+    x, y = x0[event] + ix - half, y0[event] + iy - half
+    keep = (x >= 0) & (y >= 0) & (x < shape[1]) & (y < shape[0])
     t = Table()
-    t["event"] = event
-    t["x"] = x0[event] + (k == 1)
-    t["y"] = y0[event] + (k == 2)
-    t["group"] = group[event]
-    t["charge"] = charge[event] / (1 + k)
+    t["event"] = event[keep]
+    t["x"], t["y"] = x[keep], y[keep]
+    t["time"] = time[event[keep]]
+    t["group"] = group[event[keep]]
+    t["fraction"] = fraction[event[keep]]
+    gain = gain[t["y"], t["x"]] if np.ndim(gain) else gain  # e/DN, a map or one value
+    t["charge"] = (box[event, iy, ix][keep] / gain).astype(np.float32)
     return t
 
 
-def add_cosmic_rays(groups, hits):
-    """Add hits to group values (ngroups, ny, nx): charge stays from its group on."""
-    y, x, g, q = (np.asarray(hits[c]) for c in ("y", "x", "group", "charge"))
-    for k in range(groups.shape[0]):
-        now = g <= k
-        np.add.at(groups[k], (y[now], x[now]), q[now].astype(groups.dtype))
+def add_cosmic_rays(groups, hits, frame_times):
+    """Add hits to group values (ngroups, ny, nx): charge from its arrival on."""
+    index = np.asarray(hits["y"]) * groups.shape[2] + np.asarray(hits["x"])
+    _deposit(groups, index, np.asarray(hits["charge"], dtype=float),
+             group_response(np.asarray(hits["time"]), frame_times))

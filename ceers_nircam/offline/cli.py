@@ -26,6 +26,7 @@ log = get_logger("offline")
 DEMO = dict(detectors=("NRCA3", "NRCB4", "NRCALONG"), filters=("F150W", "F277W"), ngroups=6)
 ENV_FILE = "ceers_env.sh"
 TEMPLATE_ENV = "CEERS_WISP_TEMPLATES"
+PSF_ENV = "CEERS_PSF_CACHE"  # the simulator's computed PSFs, one file per filter
 
 
 def environment(directory):
@@ -33,6 +34,7 @@ def environment(directory):
     directory = os.path.abspath(directory)
     env = references.crds_environment(os.path.join(directory, "crds_cache"))
     env[TEMPLATE_ENV] = os.path.join(directory, "wisp_templates")
+    env[PSF_ENV] = os.path.join(directory, "psf_cache")
     return env
 
 

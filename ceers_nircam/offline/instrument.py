@@ -142,15 +142,16 @@ def delinearize(linear, coeffs):
 
 
 
-def _rng(*keys):
-    """A generator seeded by names, so the synthetic references are reproducible."""
-    digest = hashlib.sha256("/".join(keys).encode()).digest()
+def keyed_rng(*keys):
+    """A generator seeded by names: reproducible references, and one draw shared by
+    everything with the same keys (a visit's pointing error, say)."""
+    digest = hashlib.sha256("/".join(str(k) for k in keys).encode()).digest()
     return np.random.default_rng(int.from_bytes(digest[:8], "little"))
 
 
 def superbias_image():
     """Bias level with column-to-column structure and pixel scatter (DN)."""
-    rng = _rng("superbias")
+    rng = keyed_rng("superbias")
     cols = rng.normal(0.0, 150.0, NPIX).astype(np.float32)
     amps = np.repeat(rng.normal(0.0, 400.0, NAMPS), AMP_WIDTH).astype(np.float32)
     pix = rng.normal(0.0, 40.0, (NPIX, NPIX)).astype(np.float32)
@@ -159,7 +160,7 @@ def superbias_image():
 
 def flat_image(filt):
     """Flat field for a filter: smooth large-scale response times pixel response."""
-    rng = _rng("flat", filt)
+    rng = keyed_rng("flat", filt)
     y, x = np.mgrid[0:NPIX, 0:NPIX].astype(np.float32) / NPIX - 0.5
     a = rng.normal(0.0, 0.02, 5)
     smooth = 1.0 + a[0] * x + a[1] * y + a[2] * x * y + a[3] * (x**2 - 1 / 12) + a[4] * (y**2 - 1 / 12)
@@ -172,7 +173,7 @@ def bad_pixels(detector, fraction=5e-4):
 
     Returns ``(dead, hot)``, each a tuple of index arrays inside the science area.
     """
-    rng = _rng("badpix", detector)
+    rng = keyed_rng("badpix", detector)
     n = int(fraction * NPIX * NPIX)
     lo, hi = NREF, NPIX - NREF
     dead = (rng.integers(lo, hi, n), rng.integers(lo, hi, n))
@@ -182,4 +183,4 @@ def bad_pixels(detector, fraction=5e-4):
 
 def hot_pixel_rate(detector, n):
     """Dark current (DN/s) of a detector's ``n`` hot pixels, in the mask's row-major order."""
-    return _rng("hotrate", detector).uniform(0.5, 5.0, n)
+    return keyed_rng("hotrate", detector).uniform(0.5, 5.0, n)

@@ -15,7 +15,6 @@ Command line: ``ceers-simulate OUTDIR [options]`` (``--help`` lists them).
 """
 
 import dataclasses
-import hashlib
 import json
 import os
 import sys
@@ -29,9 +28,10 @@ from astropy.time import Time
 from stdatamodels.jwst import datamodels
 
 from .. import survey
-from ..cli import CeersError, get_logger, make_parser, progress, quiet_loggers, run, setup_logging
+from ..cli import (CeersError, add_options, get_logger, make_parser, option, params_from_args, progress,
+                   quiet_loggers, run, setup_logging)
 from ..fitsio import save_model, write_hdulist
-from . import artifacts, scene
+from . import artifacts, noise, psf, scene
 from ..nircam import READOUT_AXES
 from . import instrument as inst
 
@@ -55,39 +55,76 @@ def _template_path():
     return found[0]
 
 
+def _csv(text):
+    return tuple(s.strip() for s in text.split(",") if s.strip())
+
+
 @dataclasses.dataclass
 class SimulationConfig:
-    """What to simulate. Defaults give one CEERS pointing-1-like visit."""
+    """What to simulate. Defaults give one CEERS pointing-1-like visit, as hard as flight data."""
 
-    detectors: tuple = ("NRCA1", "NRCA3", "NRCALONG")
-    filters: tuple = ("F150W", "F277W")
-    ngroups: int = 9
-    ndithers: int = 3
-    subarray: str = "FULL"  # or SUB640, SUB320, SUB160 (one output, fast tests)
-    observation: int = 1
-    visit: int = 1
-    pointing: str = "nircam1"  # a DR0.5 mosaic grid whose centre is the field centre
-    ra: float = None
-    dec: float = None
-    pa_v3: float = survey.EPOCH1_PA_V3
-    pointing_error: tuple = (0.0, 0.0)  # (dRA cos(dec), dDec) arcsec, header minus truth
-    dither_error: float = 0.0  # rms (arcsec) of a further error per exposure, per axis
-    seed: int = 1345
-    catalog: object = None  # Table, or a path to an ECSV; None generates one
-    density: float = 250.0  # sources per arcmin^2 for a generated scene
-    sky: bool = True
-    sources: bool = True
-    noise: bool = True
-    striping: bool = True
-    wisps: bool = True
-    wisp_scale: float = None  # None draws one per exposure
-    snowballs: int = 4
-    cosmic_rays: float = inst.COSMIC_RAY_RATE  # events per cm^2 per s
-    bad_pixels: bool = True
-    bias_drifts: bool = True
-    sky_gradient: float = 0.0  # peak-to-centre amplitude of a planar sky gradient, fraction of the sky
-    readnoise_excess: float = 1.0  # true read noise over the reference file's (CEERS saw > 1)
-    date: str = EPOCH1_START
+    detectors: tuple = option(("NRCA1", "NRCA3", "NRCALONG"), "comma-separated detectors "
+                              "(NRCA1-4, NRCB1-4, NRCALONG, NRCBLONG)", type=_csv)
+    filters: tuple = option(("F150W", "F277W"), "comma-separated filters", type=_csv)
+    ngroups: int = option(9, "groups per integration (MEDIUM8)")
+    ndithers: int = option(3, "dither positions", flag="--dithers")
+    subarray: str = option("FULL", f"readout: {', '.join(inst.SUBARRAYS)} (the small ones read "
+                           "through one output, for fast tests)")
+    observation: int = option(1, "observation number")
+    visit: int = option(1, "visit number")
+    pointing: str = option("nircam1", "DR0.5 mosaic grid whose centre is the field centre")
+    ra: float | None = option(None, "field centre RA (deg), overrides --pointing")
+    dec: float | None = option(None, "field centre Dec (deg), overrides --pointing")
+    pa_v3: float = option(survey.EPOCH1_PA_V3, "V3 position angle (deg)", flag="--pa-v3")
+    pointing_error: tuple | None = option(
+        None, "header minus true pointing of the visit, dRA*cos(Dec) dDec (arcsec); "
+        "default: drawn with --pointing-sigma", flag="--pointing-error", nargs=2, type=float)
+    pointing_sigma: float = option(0.1, "radial rms (arcsec) of the drawn visit pointing error",
+                                   flag="--pointing-sigma")
+    dither_error: float = option(0.003, "radial rms (arcsec) of a further pointing error per "
+                                 "exposure", flag="--dither-error")
+    seed: int = option(1345, "random seed")
+    catalog: object = option(None, "ECSV (or other astropy table) with RA, DEC, MAG columns "
+                             "(and optionally MAG_<FILTER>); default: a generated CEERS-deep scene",
+                             type=str)
+    density: float = option(scene.DENSITY, "generated galaxies per arcmin^2 brighter than "
+                            "--faint-mag")
+    faint_mag: float = option(scene.FAINT_MAG, "faint limit (AB) of generated galaxies",
+                              flag="--faint-mag")
+    star_density: float = option(scene.STAR_DENSITY, "generated stars per arcmin^2",
+                                 flag="--star-density")
+    sky: bool = option(True, "do not inject sky", flag="--no-sky")
+    sources: bool = option(True, "do not inject sources", flag="--no-sources")
+    noise: bool = option(True, "do not inject Poisson and read noise", flag="--no-noise")
+    striping: bool = option(True, "do not inject 1/f noise", flag="--no-striping")
+    wisps: bool = option(True, "do not inject wisps", flag="--no-wisps")
+    bad_pixels: bool = option(True, "do not inject dead and hot pixels", flag="--no-bad-pixels")
+    bias_drifts: bool = option(True, "do not inject bias drifts", flag="--no-bias-drifts")
+    wisp_scale: float | None = option(None, "wisp template scale (default: drawn per image, "
+                                      "0.5-1.2 as CEERS found)", flag="--wisp-scale")
+    wisp_distortion: float | None = option(None, "rms of the smooth distortion of the injected "
+                                           "wisp from its template (default: drawn, 0.2-0.3)",
+                                           flag="--wisp-distortion")
+    snowballs: int | None = option(None, "a fixed number of snowballs per image (default: "
+                                   "Poisson at --snowball-rate)")
+    snowball_rate: float = option(artifacts.SNOWBALL_RATE, "snowballs per second on a full "
+                                  "detector", flag="--snowball-rate")
+    snowball_spread: float = option(artifacts.SNOWBALL_SPREAD, "exposure-to-exposure rms of the "
+                                    "snowball rate (fraction)", flag="--snowball-spread")
+    cosmic_rays: float = option(inst.COSMIC_RAY_RATE, "cosmic-ray events per cm^2 per s (0: none)",
+                                flag="--cosmic-ray-rate")
+    sky_gradient: float | None = option(None, "largest departure of the sky from its mean over a "
+                                        "detector, fraction of the sky (default: drawn, 0.02-0.05)",
+                                        flag="--sky-gradient")
+    sky_spread: float = option(0.1, "sky level of each image drawn within +- this fraction",
+                               flag="--sky-spread")
+    readnoise_excess: float = option(1.0, "white read noise over the reference file's",
+                                     flag="--readnoise-excess")
+    one_over_f_common: float = option(1.0, "scale of the 1/f noise common to the outputs",
+                                      flag="--one-over-f-common")
+    one_over_f_own: float = option(1.0, "scale of each output's own 1/f noise",
+                                   flag="--one-over-f-own")
+    date: str = option(EPOCH1_START, "start of the visit (ISO time)")
 
     def __post_init__(self):
         self.detectors = tuple(d.upper() for d in self.detectors)
@@ -203,14 +240,22 @@ def detector_wcsinfo(config, exp, error=(0.0, 0.0)):
             "ra_field": ra_f, "dec_field": dec_f}
 
 
+def visit_pointing_error(config, exp):
+    """Header-minus-true pointing (arcsec) of a visit: given, or drawn with a radial rms
+    of ``pointing_sigma`` (JWST's absolute pointing without a guide-star correction)."""
+    if config.pointing_error is not None:
+        return tuple(float(e) for e in config.pointing_error)
+    rng = inst.keyed_rng("visit", config.seed, exp.observation, exp.visit)
+    return tuple(float(e) for e in rng.normal(0.0, config.pointing_sigma / np.sqrt(2.0), 2))
+
+
 def exposure_pointing_error(config, exp):
     """Header-minus-true pointing (arcsec) of an exposure: the visit's error plus
     the exposure's own dither error, shared by every detector of the exposure."""
-    dra, ddec = config.pointing_error
+    dra, ddec = visit_pointing_error(config, exp)
     if config.dither_error > 0:
-        key = f"{config.seed}/{exp.observation}/{exp.visit}/{exp.visit_group}/{exp.exposure}"
-        rng = np.random.default_rng(int.from_bytes(hashlib.sha256(key.encode()).digest()[:8], "little"))
-        jitter = rng.normal(0.0, config.dither_error, 2)
+        rng = inst.keyed_rng(config.seed, exp.observation, exp.visit, exp.visit_group, exp.exposure)
+        jitter = rng.normal(0.0, config.dither_error / np.sqrt(2.0), 2)
         dra, ddec = dra + jitter[0], ddec + jitter[1]
     return float(dra), float(ddec)
 
@@ -356,11 +401,6 @@ def best_references(exp, subarray="FULL"):
 # the exposure
 
 
-def _seed(config, exp):
-    digest = hashlib.sha256(f"{config.seed}/{exp.rootname}".encode()).digest()
-    return int.from_bytes(digest[:8], "little")
-
-
 # A group averages NFRAMES frames of accumulating charge: the k-th frame's
 # electrons count with weight (NFRAMES + 1 - k) / NFRAMES. Drawing the frames
 # in two equal blocks with weights chosen to match that sum's mean, variance
@@ -389,11 +429,11 @@ def _ramp(rate_e, config, rng, gain, tframe):
 
 
 def _scene_rate(config, exp, catalog, refs, rng, template_dir):
-    """Photon rate (DN/s, before the flat) of sky, sources and wisp on the detector.
+    """Photon rate (DN/s, after the flat) of sky, sources and wisp on the full detector.
 
     Returns the rate image and a dict of what was injected: the sources on
-    the detector (true pixel positions, fluxes, stamp sizes), sky, wisp scale
-    and the photometric constants used.
+    the detector (true pixel positions, fluxes, the share of each drawn),
+    sky level and surface, wisp, and the photometric constants used.
     """
     chan = exp.channel
     # Sources go where the pipeline's own WCS of the true attitude puts them.
@@ -405,51 +445,57 @@ def _scene_rate(config, exp, catalog, refs, rng, template_dir):
         photmjsr = float(row["photmjsr"])
     with datamodels.PixelAreaModel(refs["area"]) as area:
         pixar_sr = float(area.meta.photometry.pixelarea_steradians)
-    fwhm_pix = inst.PSF_FWHM[exp.filter] / inst.PIXEL_SCALE[chan]
+    epsf = psf.effective_psf(exp.filter)
+    fwhm_pix = epsf.fwhm() / inst.PIXEL_SCALE[chan]
 
     x, y = true_wcs.backward_transform(np.asarray(catalog["ra"]), np.asarray(catalog["dec"]))
-    margin = scene.MAX_HALF
+    margin = epsf.halfsize
     inside = ((x > -margin) & (x < inst.NPIX + margin) & (y > -margin) & (y < inst.NPIX + margin))
     src = catalog[inside]
     src["x"], src["y"] = x[inside], y[inside]
+    src["mag"] = scene.source_mag(src, exp.filter)  # this filter's magnitude
     src["flux_mjy"] = scene.mag_to_mjy(src["mag"])
+    r_eff_pix = np.asarray(src["r_eff"]) / inst.PIXEL_SCALE[chan]
+    src["halfsize"] = scene.source_extent(r_eff_pix, fwhm_pix)
+    src["flux_drawn"] = np.zeros(len(src))
     sb = np.zeros((inst.NPIX, inst.NPIX))
-    src["halfsize"] = np.zeros(len(src), dtype=int)
     if config.sources and len(src):
-        sb, half = scene.render_sources(
+        sb, drawn = scene.render_scene(
             sb.shape, np.asarray(src["x"]), np.asarray(src["y"]), np.asarray(src["flux_mjy"]),
-            fwhm_pix, np.asarray(src["r_eff"]) / inst.PIXEL_SCALE[chan], np.asarray(src["sersic_n"]),
-            np.asarray(src["axis_ratio"]), np.asarray(src["theta"]), pixar_sr)
-        src["halfsize"] = half
-    sky = inst.SKY_MJYSR[exp.filter] * rng.uniform(0.9, 1.1) if config.sky else 0.0
-    # A planar gradient across the detector (zero at its centre), in a random direction.
-    angle = rng.uniform(0.0, 2.0 * np.pi)
-    tilt = (config.sky_gradient * sky * np.cos(angle), config.sky_gradient * sky * np.sin(angle))
-    sky_image = sky
-    if config.sky_gradient:
-        gy, gx = np.mgrid[0:inst.NPIX, 0:inst.NPIX] / ((inst.NPIX - 1) / 2.0) - 1.0
-        sky_image = sky + tilt[0] * gx + tilt[1] * gy
+            r_eff_pix, np.asarray(src["sersic_n"]), np.asarray(src["axis_ratio"]),
+            np.asarray(src["theta"]), epsf, pixar_sr)
+        src["flux_drawn"] = src["flux_mjy"] * drawn
+    sky, coeffs = 0.0, np.zeros(5)
+    if config.sky:
+        sky = inst.SKY_MJYSR[exp.filter] * rng.uniform(1 - config.sky_spread, 1 + config.sky_spread)
+        amplitude = (config.sky_gradient if config.sky_gradient is not None
+                     else rng.uniform(0.02, 0.05))
+        coeffs = scene.sky_coefficients(rng, sky, amplitude)
+    sky_image = scene.sky_surface(sky, coeffs, inst.NPIX)
     # The flat multiplies the response; photom converts surface brightness to DN/s.
     rate = ((sb + sky_image) / photmjsr * flat).astype(np.float32)
 
-    wisp_scale, wisp = 0.0, None
+    wisp_scale, wisp_rms, wisp = 0.0, 0.0, None
     if (config.wisps and exp.detector in artifacts.WISP_DETECTORS
             and exp.filter in artifacts.WISP_FILTERS):
         path = artifacts.write_wisp_templates(template_dir, [exp.detector], [exp.filter])[0]
-        wisp_scale = config.wisp_scale if config.wisp_scale is not None else rng.uniform(0.3, 1.0)
+        wisp_scale = config.wisp_scale if config.wisp_scale is not None else rng.uniform(0.5, 1.2)
+        wisp_rms = (config.wisp_distortion if config.wisp_distortion is not None
+                    else rng.uniform(0.2, 0.3))
         template = np.nan_to_num(fits.getdata(path).astype(np.float32))
-        wisp = np.float32(wisp_scale) * template
+        # The real wisp differs from the template the wisp step reads.
+        wisp = np.float32(wisp_scale) * template * artifacts.wisp_distortion(rng, template, wisp_rms)
         rate += wisp
     rate[inst.reference_pixel_mask()] = 0.0
-    return rate, dict(sources=src, sky=sky, sky_tilt=tilt, wisp_scale=wisp_scale, wisp=wisp,
-                      photmjsr=photmjsr,
-                      pixar_sr=pixar_sr, fwhm_pix=fwhm_pix)
+    return rate, dict(sources=src, sky=sky, sky_coeffs=coeffs, wisp_scale=wisp_scale,
+                      wisp_rms=wisp_rms, wisp=wisp, photmjsr=photmjsr, pixar_sr=pixar_sr,
+                      fwhm_pix=fwhm_pix, epsf=epsf)
 
 
-def _digitize(groups, refs, region, config, rng, sigma_read, noutputs):
+def _digitize(groups, refs, region, config, rng, sigma_read, noutputs, one_over_f=None):
     """Raw 16-bit ramp: non-linearity and bias (from the references), saturation
     plateau, per-amplifier bias drifts (which reference-pixel correction
-    removes) and read noise."""
+    removes), white read noise and the 1/f noise of the readout electronics."""
     with datamodels.SuperBiasModel(refs["superbias"]) as model:
         bias = model.data[region].astype(np.float32)
     with datamodels.LinearityModel(refs["linearity"]) as model:
@@ -463,6 +509,8 @@ def _digitize(groups, refs, region, config, rng, sigma_read, noutputs):
                 counts[:, cs] += rng.normal(0.0, 3.0)
         if config.noise:
             counts += rng.normal(0.0, sigma_read, counts.shape)
+        if one_over_f is not None:
+            counts += one_over_f.frame(g)
         raw[0, g] = np.clip(np.round(np.minimum(counts, plateau)), 0, 65535).astype(np.uint16)
     return raw
 
@@ -479,10 +527,11 @@ def simulate_exposure(config, exp, catalog, outdir, template_dir, keep_ideal=Fal
     """Write one ``*_uncal.fits`` and its ``*_truth.fits``; return their paths.
 
     With ``keep_ideal`` the noiseless rate image (DN/s) that ramp fitting
-    should recover is returned as well. Positions in the truth file are
+    should recover is returned as well: scene, sky, wisp and the 1/f
+    striping's row and column patterns. Positions in the truth file are
     pixels of the image as written (subarray pixels for a subarray).
     """
-    rng = np.random.default_rng(_seed(config, exp))
+    rng = inst.keyed_rng(config.seed, exp.rootname)
     refs = best_references(exp, config.subarray)
     region = inst.subarray_region(config.subarray)
     with datamodels.GainModel(refs["gain"]) as model:
@@ -498,13 +547,14 @@ def simulate_exposure(config, exp, catalog, outdir, template_dir, keep_ideal=Fal
     _, _, size, noutputs = inst.subarray(config.subarray)
     shape = (size, size)
     tframe = inst.subarray_frame_time(config.subarray)
+    frame_times = inst.frame_times(config.ngroups, tframe)
 
     rate, injected = _scene_rate(config, exp, catalog, refs, rng, template_dir)
     rate = rate[region].copy()
     src = injected["sources"]
     src["x"] -= region[1].start
     src["y"] -= region[0].start
-    margin = scene.MAX_HALF
+    margin = injected["epsf"].halfsize
     injected["sources"] = src[(src["x"] > -margin) & (src["x"] < size + margin)
                               & (src["y"] > -margin) & (src["y"] < size + margin)]
     _, dead = _in_region(dead_full, region)
@@ -513,35 +563,43 @@ def simulate_exposure(config, exp, catalog, outdir, template_dir, keep_ideal=Fal
         rate[dead] = 0.0
     groups = _ramp(rate * gain, config, rng, gain, tframe)
 
-    # Signals that are not photons: striping, dark current, hot pixels, then
-    # the jumps of snowballs and cosmic rays.
+    # Signals that are not photons: dark current, hot pixels, then the
+    # charge of snowballs and cosmic rays arriving during the integration.
     tmean = inst.group_mean_times(config.ngroups, tframe).astype(np.float32)
-    rows = cols = None
-    stripes = np.zeros(shape, dtype=np.float32)
-    if config.striping:
-        rows, cols = artifacts.striping_patterns(rng)
-        # Each output's row pattern over the subarray's rows; one output reads a subarray.
-        rows, cols = rows[:noutputs, region[0]], cols[region[1]]
-        stripes = artifacts.striping_image(rows, cols, inst.reference_pixel_mask()[region])
     with datamodels.DarkModel(refs["dark"]) as dark:
         dark_groups = dark.data[: config.ngroups].astype(np.float32)
     hot_rate = inst.hot_pixel_rate(exp.detector, hot_full[0].size)[hot_keep]
     for g in range(config.ngroups):
-        groups[g] += stripes * tmean[g] + dark_groups[g]
+        groups[g] += dark_groups[g]
         if config.bad_pixels:
             groups[g][hot] += hot_rate * tmean[g]
-    snow = artifacts.snowball_events(rng, config.snowballs, config.ngroups, shape)
-    for (idx, dn, g0) in artifacts.snowball_charge(snow, shape):
-        groups[g0:, idx[0], idx[1]] += dn
-    duration = config.ngroups * inst.group_time(tframe)
+    duration = frame_times[-1, -1]
+    area = size * size / inst.NPIX**2
+    nsnow = (config.snowballs if config.snowballs is not None else
+             artifacts.snowball_count(rng, duration, config.snowball_rate, config.snowball_spread, area))
+    snow = artifacts.snowball_events(rng, nsnow, frame_times, shape)
+    artifacts.add_snowballs(groups, snow, frame_times)
     ncr = artifacts.cosmic_ray_count(rng, config.cosmic_rays, duration, size * size)
-    crs = artifacts.cosmic_rays(rng, ncr, config.ngroups, float(np.median(gain)), shape)
-    artifacts.add_cosmic_rays(groups, crs)
+    crs = artifacts.cosmic_rays(rng, ncr, frame_times, gain, shape)
+    artifacts.add_cosmic_rays(groups, crs, frame_times)
     if config.bad_pixels:
         groups[:, dead[0], dead[1]] = 0.0  # a dead pixel collects no charge of any origin
 
-    raw = _digitize(groups, refs, region, config, rng, sigma_read, noutputs)
+    one_over_f = None
+    if config.striping:
+        readout = noise.Readout(exp.detector, shape, noutputs, config.ngroups, inst.NFRAMES,
+                                inst.GROUPGAP)
+        light = ~inst.reference_pixel_mask()[region]
+        one_over_f = noise.OneOverF(rng, readout, light, tmean,
+                                    config.one_over_f_common * noise.PSD_COMMON[exp.channel],
+                                    config.one_over_f_own * noise.PSD_OWN[exp.channel])
+    raw = _digitize(groups, refs, region, config, rng, sigma_read, noutputs, one_over_f)
     del groups
+    rows = cols = None
+    stripes = np.zeros(shape, dtype=np.float32)
+    if one_over_f is not None:
+        rows, cols = one_over_f.truth()
+        stripes = artifacts.striping_image(rows, cols, inst.reference_pixel_mask()[region])
 
     # Level-1b file from the real NIRCam header shipped with jwst.
     with datamodels.Level1bModel(_template_path()) as template_model:
@@ -554,12 +612,12 @@ def simulate_exposure(config, exp, catalog, outdir, template_dir, keep_ideal=Fal
     uncal = save_model(model, os.path.join(outdir, f"{exp.rootname}_uncal.fits"))
     model.close()
 
-    ideal = rate + stripes
     truth = _write_truth(os.path.join(outdir, f"{exp.rootname}_truth.fits"), config, exp, dict(
         injected, rows=rows, cols=cols, snowballs=snow, cosmic_rays=crs, dead=dead, hot=hot,
-        error=error, wcsinfo=wcsinfo, refs=refs, sigma_read=sigma_read, gain=gain))
+        error=error, visit_error=visit_pointing_error(config, exp), wcsinfo=wcsinfo, refs=refs,
+        sigma_read=sigma_read, gain=gain, one_over_f=one_over_f))
     if keep_ideal:
-        return uncal, truth, ideal
+        return uncal, truth, rate + stripes
     return uncal, truth
 
 
@@ -574,21 +632,27 @@ def _write_truth(path, config, exp, t):
     hdr["SUBARRAY"] = config.subarray
     hdr["SUBSTRT1"] = (xstart, "positions are pixels of the image as written")
     hdr["SUBSTRT2"] = ystart
-    hdr["SKYMJYSR"] = (t["sky"], "[MJy/sr] injected sky level")
+    hdr["SKYMJYSR"] = (t["sky"], "[MJy/sr] injected sky level (mean over the detector)")
+    for name, value in zip(("SKYC_X", "SKYC_Y", "SKYC_XX", "SKYC_YY", "SKYC_XY"), t["sky_coeffs"]):
+        hdr[name] = (float(value), "[MJy/sr] sky surface term (scene.sky_surface)")
     hdr["PHOTMJSR"] = (t["photmjsr"], "[MJy/sr per DN/s] synthetic photom")
     hdr["PIXAR_SR"] = (t["pixar_sr"], "[sr] nominal pixel area")
     hdr["SKYRATE"] = (t["sky"] / t["photmjsr"], "[DN/s] sky rate before the flat")
-    hdr["WISPSCL"] = (t["wisp_scale"], "wisp template scale (0: none)")
+    hdr["WISPSCL"] = (t["wisp_scale"], "scale of the wisp's template component (0: none)")
+    hdr["WISPRMS"] = (t["wisp_rms"], "rms of the wisp's departure from the template")
     hdr["PTGERRA"] = (t["error"][0], "[arcsec] header minus true RA*cos(Dec)")
     hdr["PTGERRD"] = (t["error"][1], "[arcsec] header minus true Dec")
-    hdr["VISERRA"] = (config.pointing_error[0], "[arcsec] visit part of PTGERRA")
-    hdr["VISERRD"] = (config.pointing_error[1], "[arcsec] visit part of PTGERRD")
+    hdr["VISERRA"] = (t["visit_error"][0], "[arcsec] visit part of PTGERRA")
+    hdr["VISERRD"] = (t["visit_error"][1], "[arcsec] visit part of PTGERRD")
     hdr["GAIN"] = (float(np.median(t["gain"])), "[e/DN] median of the gain reference")
-    hdr["RNGROUP"] = (float(np.median(t["sigma_read"])), "[DN] median read noise of one group")
-    hdr["RNEXCESS"] = (config.readnoise_excess, "true read noise / reference read noise")
-    hdr["SKYGRADX"] = (t["sky_tilt"][0], "[MJy/sr] sky change from centre to x edge")
-    hdr["SKYGRADY"] = (t["sky_tilt"][1], "[MJy/sr] sky change from centre to y edge")
+    hdr["RNGROUP"] = (float(np.median(t["sigma_read"])), "[DN] median white read noise of one group")
+    hdr["RNEXCESS"] = (config.readnoise_excess, "white read noise / reference read noise")
+    onef = t["one_over_f"]
+    hdr["ONEFCOMM"] = (onef.psd[0] if onef else 0.0, "[DN2/Hz at 1 Hz] common 1/f noise, one frame")
+    hdr["ONEFOWN"] = (onef.psd[1] if onef else 0.0, "[DN2/Hz at 1 Hz] each output's 1/f noise")
     hdr["PSFFWHM"] = (t["fwhm_pix"], "[pixel] PSF FWHM")
+    hdr["PSFHALF"] = (t["epsf"].halfsize, "[pixel] half-width of the PSF stamps")
+    hdr["PSFFRAC"] = (t["epsf"].fraction, "share of a point source's flux inside its stamp")
     hdr["STRIPING"] = t["rows"] is not None
     hdr["NOISE"] = config.noise
     hdr["SEED"] = config.seed
@@ -679,67 +743,19 @@ def simulate(config, outdir, template_dir=None, catalog=None):
 # command line
 
 
-def _csv(text):
-    return tuple(s.strip() for s in text.split(",") if s.strip())
-
-
 def build_parser():
     p = make_parser("Simulate CEERS-like NIRCam uncal exposures with recorded truth.",
                     prog="ceers-simulate")
-    d = SimulationConfig
     p.add_argument("outdir", help="directory for uncal, truth and catalog files")
-    p.add_argument("--detectors", type=_csv, default=",".join(d.detectors),
-                   help="comma-separated detectors (NRCA1-4, NRCB1-4, NRCALONG, NRCBLONG)")
-    p.add_argument("--filters", type=_csv, default=",".join(d.filters),
-                   help="comma-separated filters")
-    p.add_argument("--ngroups", type=int, default=d.ngroups, help="groups per integration (MEDIUM8)")
-    p.add_argument("--dithers", type=int, default=d.ndithers, help="dither positions")
-    p.add_argument("--subarray", default=d.subarray, help=f"readout: {', '.join(inst.SUBARRAYS)}")
-    p.add_argument("--observation", type=int, default=d.observation)
-    p.add_argument("--visit", type=int, default=d.visit)
-    p.add_argument("--pointing", default=d.pointing, help="DR0.5 grid whose centre is the field")
-    p.add_argument("--ra", type=float, help="field centre RA (deg), overrides --pointing")
-    p.add_argument("--dec", type=float, help="field centre Dec (deg), overrides --pointing")
-    p.add_argument("--pa-v3", type=float, default=d.pa_v3, help="V3 position angle (deg)")
-    p.add_argument("--pointing-error", type=float, nargs=2, default=d.pointing_error,
-                   metavar=("DRA", "DDEC"), help="header minus true pointing of the visit (arcsec)")
-    p.add_argument("--dither-error", type=float, default=d.dither_error,
-                   help="rms (arcsec, per axis) of a further pointing error per exposure")
-    p.add_argument("--catalog", help="ECSV (or other astropy table) with RA, DEC, MAG columns")
-    p.add_argument("--density", type=float, default=d.density, help="generated sources per arcmin^2")
-    p.add_argument("--seed", type=int, default=d.seed)
-    p.add_argument("--wisp-scale", type=float, help="fixed wisp scale (default: random per image)")
-    p.add_argument("--snowballs", type=int, default=d.snowballs, help="snowballs per image")
-    p.add_argument("--sky-gradient", type=float, default=d.sky_gradient,
-                   help="planar sky gradient: change from centre to edge, as a fraction of the sky")
-    p.add_argument("--readnoise-excess", type=float, default=d.readnoise_excess,
-                   help="true read noise over the reference file's")
-    p.add_argument("--cosmic-ray-rate", type=float, default=d.cosmic_rays,
-                   help="cosmic-ray events per cm^2 per s (0: none)")
+    add_options(p, SimulationConfig)
     p.add_argument("--template-dir", help="where wisp templates are written (default OUTDIR/wisp_templates)")
-    for name in ("sky", "sources", "noise", "striping", "wisps", "bad-pixels", "bias-drifts"):
-        p.add_argument(f"--no-{name}", action="store_true", help=f"do not inject {name.replace('-', ' ')}")
     return p
-
-
-def config_from_args(args):
-    """A SimulationConfig from parsed command-line options."""
-    return SimulationConfig(
-        detectors=args.detectors, filters=args.filters, ngroups=args.ngroups,
-        ndithers=args.dithers, subarray=args.subarray, observation=args.observation, visit=args.visit,
-        pointing=args.pointing, ra=args.ra, dec=args.dec, pa_v3=args.pa_v3,
-        pointing_error=tuple(args.pointing_error), dither_error=args.dither_error, seed=args.seed, catalog=args.catalog,
-        density=args.density, wisp_scale=args.wisp_scale, snowballs=args.snowballs,
-        sky_gradient=args.sky_gradient, readnoise_excess=args.readnoise_excess,
-        cosmic_rays=args.cosmic_ray_rate, sky=not args.no_sky, sources=not args.no_sources,
-        noise=not args.no_noise, striping=not args.no_striping, wisps=not args.no_wisps,
-        bad_pixels=not args.no_bad_pixels, bias_drifts=not args.no_bias_drifts)
 
 
 def _main(argv):
     args = build_parser().parse_args(argv)
     setup_logging(args.verbose)
-    config = config_from_args(args)
+    config = params_from_args(SimulationConfig, args)
     catalog = load_catalog(config)  # bad input fails before anything is written
     crds_cache_path()
     uncals = simulate(config, args.outdir, args.template_dir, catalog)

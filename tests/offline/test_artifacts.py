@@ -1,0 +1,116 @@
+"""Snowballs, cosmic rays and wisps as flight NIRCam shows them, checked on the generators."""
+
+import numpy as np
+import pytest
+from astropy.table import Table
+
+from ceers_nircam.offline import artifacts
+from ceers_nircam.offline import instrument as inst
+
+FRAMES_9 = inst.frame_times(9)  # a CEERS MEDIUM8 exposure of 9 groups: 966 s
+
+
+def test_snowball_rate_is_one_per_20_s_with_a_spread_between_exposures():
+    # Over 20 exposures of 1000 s the mean count is 50 +- 10 (JDox: one per 20 s per detector).
+    counts = np.array([artifacts.snowball_count(np.random.default_rng(seed), 1000.0)
+                       for seed in range(20)])
+    assert counts.mean() == pytest.approx(50, abs=10)
+    # ...and the counts vary well beyond Poisson (sqrt 50 ~ 7): the rate itself changes.
+    assert counts.std() > 1.5 * np.sqrt(50)
+    flat = np.array([artifacts.snowball_count(np.random.default_rng(seed), 1000.0, spread=0.0)
+                     for seed in range(200)])
+    assert flat.std() == pytest.approx(np.sqrt(50), rel=0.2)
+
+
+def test_snowballs_land_in_any_group_after_the_first_partly_in_their_onset_group():
+    events = artifacts.snowball_events(np.random.default_rng(2), 2000, FRAMES_9)
+    groups = np.asarray(events["group"])
+    assert groups.min() == 1 and groups.max() == 8  # the last group included
+    assert np.all(np.bincount(groups, minlength=9)[1:] > 150)  # every later group
+    frac = np.asarray(events["fraction"])
+    assert np.all((frac > 0) & (frac <= 1))
+    assert 0.2 < np.mean(frac < 1) < 0.95  # many arrive while their group is being read
+    elongated = np.asarray(events["axis_ratio"]) < 1
+    assert np.mean(elongated) == pytest.approx(artifacts.ELONGATED_FRACTION, abs=0.03)
+    assert np.all(np.asarray(events["release"]) > 0)
+
+
+def test_snowball_has_saturated_core_halo_wing_and_slow_release():
+    ev = Table(rows=[(500.0, 400.0, 5.0, 15.0, 1500.0, 0.6, 30.0, 300.0, 3, 0.5, 0.05)],
+               names=("x", "y", "core_radius", "halo_radius", "core_edge_dn", "axis_ratio",
+                      "angle", "time", "group", "fraction", "release"))
+    scale = (15.0 - 5.0) / np.log(1500.0 / artifacts.HALO_EDGE_DN)
+    ev["outer_radius"] = 5.0 + scale * np.log(1500.0 / artifacts.WING_END_DN)
+    ev["time"] = FRAMES_9[3, 4] - 1.0  # during group 3's reads: its last 4 of 8 frames see it
+    groups = np.zeros((9, 600, 800), np.float32)
+    artifacts.add_snowballs(groups, ev, FRAMES_9)
+    core = artifacts.snowball_footprint(ev, groups.shape[1:], "core")
+    assert np.all(groups[2][core] == 0) and np.all(groups[4][core] >= inst.SATURATION_LEVEL)
+    assert np.allclose(groups[3][core], 0.5 * groups[4][core])  # half of group 3's frames
+    # Elongated: along the major axis (30 deg) the halo reaches farther than across it.
+    a = np.deg2rad(30.0)
+    along = groups[4, int(400 + 12 * np.sin(a)), int(500 + 12 * np.cos(a))]
+    across = groups[4, int(400 + 12 * np.cos(a)), int(500 - 12 * np.sin(a))]
+    assert along > 10 * across
+    # The halo keeps collecting released charge after the event; the core does not.
+    halo_pixel = (400, int(500 + 8 * np.cos(a)))
+    rise = groups[8][halo_pixel] - groups[4][halo_pixel]
+    prompt = groups[4][halo_pixel]
+    assert 0.01 * prompt < rise < 0.05 * prompt
+    assert np.all(groups[8][core] == groups[4][core])
+
+
+def test_cosmic_rays_have_flight_footprints_charge_and_ipc():
+    rng = np.random.default_rng(5)
+    hits = artifacts.cosmic_rays(rng, 20000, FRAMES_9, gain=2.0)
+    events = np.asarray(hits["event"])
+    npix = np.bincount(events)
+    charge_e = np.bincount(events, weights=np.asarray(hits["charge"]) * 2.0)
+    seen = npix > 0
+    assert npix[seen].mean() == pytest.approx(7.0, abs=1.0)  # about 7 pixels per hit
+    assert charge_e[seen].mean() == pytest.approx(artifacts.CR_CHARGE_E, rel=0.1)
+    assert np.asarray(hits["group"]).min() == 0  # some arrive before the first read
+    assert np.asarray(hits["group"]).max() == 8
+
+
+@pytest.mark.parametrize("ipc", [0.005, 0.01])
+def test_ipc_couples_the_stated_share_into_each_neighbour(ipc):
+    box = np.zeros((1, 5, 5))
+    box[0, 2, 2] = 1000.0
+    out = artifacts.ipc_couple(box, ipc)
+    assert out[0, 2, 2] == pytest.approx(1000.0 * (1 - 4 * ipc))
+    for y, x in ((1, 2), (3, 2), (2, 1), (2, 3)):
+        assert out[0, y, x] == pytest.approx(1000.0 * ipc)
+    assert out.sum() == pytest.approx(1000.0)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_cosmic_ray_charge_appears_from_its_arrival(seed):
+    hits = artifacts.cosmic_rays(np.random.default_rng(seed), 1, FRAMES_9, gain=2.0, shape=(64, 64))
+    groups = np.zeros((9, 64, 64), np.float32)
+    artifacts.add_cosmic_rays(groups, hits, FRAMES_9)
+    g, frac = int(hits["group"][0]), float(hits["fraction"][0])
+    y, x, q = np.asarray(hits["y"]), np.asarray(hits["x"]), np.asarray(hits["charge"])
+    assert np.all(groups[:g, y, x] == 0)
+    np.testing.assert_allclose(groups[g, y, x], frac * q, rtol=1e-5)
+    np.testing.assert_allclose(groups[g + 1:, y, x], np.broadcast_to(q, groups[g + 1:, y, x].shape),
+                               rtol=1e-5)
+    assert groups.sum() == pytest.approx(groups[:, y, x].sum())  # nothing elsewhere
+
+
+@pytest.mark.parametrize("detector", ["NRCA3", "NRCA4", "NRCB3", "NRCB4"])
+def test_wisp_differs_from_template_yet_its_template_scale_is_exact(detector):
+    template = np.nan_to_num(artifacts.wisp_template(detector, "F150W"))
+    for seed, rms in ((1, 0.2), (2, 0.3)):
+        wisp = 0.8 * template * artifacts.wisp_distortion(np.random.default_rng(seed), template, rms)
+        t = template.astype(np.float64)
+        assert (wisp * t).sum() / (t * t).sum() == pytest.approx(0.8, rel=1e-5)
+        resid = wisp - 0.8 * template
+        assert np.sqrt((resid**2).sum() / ((0.8 * t) ** 2).sum()) == pytest.approx(rms, rel=1e-3)
+    other = 0.8 * template * artifacts.wisp_distortion(np.random.default_rng(3), template, 0.25)
+    assert not np.allclose(other, wisp, rtol=0.05)  # different in every exposure
+
+
+def test_nrcb4_has_the_strongest_wisp():
+    peaks = {d: np.nanmax(artifacts.wisp_template(d, "F200W")) for d in artifacts.WISP_DETECTORS}
+    assert max(peaks, key=peaks.get) == "NRCB4"
