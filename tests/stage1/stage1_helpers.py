@@ -8,6 +8,7 @@ import shutil
 import numpy as np
 from astropy.table import Table, vstack
 
+from ceers_nircam.nircam import FILTERS
 from ceers_nircam.offline.simulate import (SimulationConfig, best_references, exposure_wcs,
                                            load_catalog, plan_exposures, read_truth,
                                            simulate_exposure)
@@ -57,9 +58,12 @@ def star_grid(config, exp, n=5, mags=(20.0, 22.5), edge=200):
     x, y = np.meshgrid(pos + 0.31, pos - 0.17)
     ra, dec = wcs(x.ravel(), y.ravel())
     m = n * n
-    return Table({"id": np.arange(990001, 990001 + m), "ra": ra, "dec": dec,
+    grid = Table({"id": np.arange(990001, 990001 + m), "ra": ra, "dec": dec,
                   "mag": np.linspace(*mags, m), "kind": ["star"] * m, "r_eff": np.zeros(m),
                   "sersic_n": np.zeros(m), "axis_ratio": np.ones(m), "theta": np.zeros(m)})
+    for filt in FILTERS:  # the scene carries a magnitude per filter: flat-spectrum stars
+        grid[f"mag_{filt.lower()}"] = grid["mag"]
+    return grid
 
 
 def simulate(directory, detector, filt, seed, stars=False, **overrides):

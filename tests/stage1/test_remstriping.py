@@ -16,7 +16,7 @@ from astropy.io import fits
 from stdatamodels.jwst import datamodels
 
 from ceers_nircam import fitsio, history, qa, reffiles
-from ceers_nircam.offline import artifacts, validate
+from ceers_nircam.offline import artifacts, psf, validate
 from ceers_nircam.offline import instrument as inst
 
 from stage1_helpers import copy_rate, run_script
@@ -103,10 +103,11 @@ def test_isolated_star_fluxes_do_not_change(nrca1, tmp_path):
     with datamodels.ImageModel(path.replace("_rate.fits", "_rate_pre1f.fits")) as before, \
             datamodels.ImageModel(path) as after:
         ideal = np.where(before.data != 0, before.data - true_pattern, 0)
-        stars = validate.isolated_stars(src, before.data.shape)
-        flux0 = validate.star_photometry(ideal, before.dq, src, 1.0, stars)
-        flux1 = validate.star_photometry(after.data, after.dq, src, 1.0, stars)
-        flux_in = validate.star_photometry(before.data, before.dq, src, 1.0, stars)
+        epsf = psf.effective_psf("F150W")
+        stars = validate.isolated_stars(src, before.data.shape, validate.aperture_radii(epsf)[1][0])
+        flux0 = validate.star_photometry(ideal, before.dq, src, 1.0, stars, epsf)
+        flux1 = validate.star_photometry(after.data, after.dq, src, 1.0, stars, epsf)
+        flux_in = validate.star_photometry(before.data, before.dq, src, 1.0, stars, epsf)
     change = np.asarray(flux1["flux_measured"]) / np.asarray(flux0["flux_measured"]) - 1
     striped = np.asarray(flux_in["flux_measured"]) / np.asarray(flux0["flux_measured"]) - 1
     print(f"\n{len(change)} isolated stars: largest flux difference from the truly destriped "
