@@ -37,8 +37,9 @@ def sky_level(image, excluded=None, sigma=3.0, maxiters=10):
 
 
 class _SortedRows:
-    """Rows sorted once, with what clipping needs: order statistics, run sums,
-    and counts below thresholds for all rows at once."""
+    """Rows sorted once, with what clipping needs for all rows at once: order
+    statistics, run sums, and counts below thresholds (a binary search run on
+    every row together)."""
 
     def __init__(self, values, excluded, with_sums):
         ncol = values.shape[-1]
@@ -48,15 +49,6 @@ class _SortedRows:
         self.data, self.ncol = data, ncol
         self.rows = np.arange(data.shape[0])
         self.count = good.reshape(-1, ncol).sum(axis=1)
-        used = self.count > 0
-        self.vmin = float(data[used, 0].min())
-        self.span = float(data[self.rows[used], self.count[used] - 1].max()) - self.vmin + 1.0
-        # Rows laid end to end, each shifted above the previous: one sorted array.
-        key = data.astype(np.float64)
-        key -= self.vmin
-        key[np.isinf(key)] = self.span
-        key += (2.0 * self.span) * self.rows[:, None]
-        self.key = key.ravel()
         self.sums = None
         if with_sums:
             clean = np.where(np.isfinite(data), data, 0.0).astype(np.float64)
@@ -86,11 +78,18 @@ class _SortedRows:
         mean = s1 / n
         return mean, np.sqrt(np.maximum(s2 / n - mean * mean, 0.0))
 
-    def below(self, threshold, side):
-        """Values of each row < (side="left") or <= (side="right") its threshold."""
-        offset = 2.0 * self.span * self.rows
-        t = np.where(np.isfinite(threshold), threshold - self.vmin, -1.0) + offset
-        return np.searchsorted(self.key, t, side=side) - self.rows * self.ncol
+    def below(self, threshold, lo, hi, inclusive):
+        """Index, within [lo, hi] of each row, of its first value >= (or > if
+        ``inclusive``) the row's threshold."""
+        lo, hi = lo.copy(), hi.copy()
+        t = np.asarray(threshold, dtype=np.float64)
+        while np.any(lo < hi):
+            mid = (lo + hi) // 2
+            v = self.at(mid)
+            go_right = ((v <= t) if inclusive else (v < t)) & (lo < hi)
+            lo = np.where(go_right, mid + 1, lo)
+            hi = np.where(go_right | (lo >= hi), hi, mid)
+        return lo
 
 
 def clipped_stats(values, excluded, sigma=2.0, maxiters=5, stdfunc="std"):
@@ -100,9 +99,9 @@ def clipped_stats(values, excluded, sigma=2.0, maxiters=5, stdfunc="std"):
     result is astropy's ``sigma_clipped_stats`` (median centre, standard
     deviation, symmetric ``sigma``, cumulative clipping) for every row at
     once, in float32 precision. Each row is sorted once; what clipping keeps
-    is then always a contiguous run of the sorted row, whose ends are found
-    for all rows by one binary search in the rows laid end to end, so an
-    iteration costs O(rows).
+    is then always a contiguous run of the sorted row, whose ends a binary
+    search finds for all rows together, so an iteration costs
+    O(rows x log(columns)).
 
     Iterated 2-sigma clipping with the standard deviation shrinks the
     sample at every pass (a clipped Gaussian is narrower than the Gaussian):
@@ -124,8 +123,8 @@ def clipped_stats(values, excluded, sigma=2.0, maxiters=5, stdfunc="std"):
         for _ in range(maxiters):
             std = rows.percentile_sigma(lo, hi) if stdfunc == "robust" else rows.mean_std(lo, hi)[1]
             # Clipping is cumulative (as in astropy): a value once clipped stays out.
-            new_lo = np.clip(rows.below(med - sigma * std, "left"), lo, hi)
-            new_hi = np.clip(rows.below(med + sigma * std, "right"), new_lo, hi)
+            new_lo = rows.below(med - sigma * std, lo, hi, inclusive=False)
+            new_hi = rows.below(med + sigma * std, new_lo, hi, inclusive=True)
             if np.array_equal(new_lo, lo) and np.array_equal(new_hi, hi):
                 break
             lo, hi = new_lo, new_hi

@@ -212,8 +212,8 @@ class SourceMaskParams:
     clip_box: int = option(0, "clip the image at clip_nsigma above a Background2D of this box "
                               "before the ring median (0: no clipping)")
     clip_nsigma: float = option(5.0, "clipping level above the coarse background (sigma)")
-    stats_stride: int = option(10, "take every n-th unmasked pixel for the tier thresholds "
-                                       "(the smoothed images are correlated over many pixels)")
+    stats_stride: int = option(3, "take every n-th row and column for the tier thresholds "
+                                      "(the smoothed images are correlated over many pixels)")
 
     def __post_init__(self):
         n = len(self.smooth_sigmas)
@@ -255,7 +255,7 @@ def tiered_source_mask(image, excluded=None, params=SourceMaskParams()):
     bits = bad.astype(np.uint8)
     if bad.all():
         return bits
-    img[bad] = robust_level(img[~bad])
+    img[bad] = robust_level(img[::4, ::4][~bad[::4, ::4]])
     if params.clip_box:
         img = _clip_bright(img, bad, params)
     resid = img - ring_median(img, params.ring_radius, params.ring_width, params.ring_block)
@@ -263,7 +263,8 @@ def tiered_source_mask(image, excluded=None, params=SourceMaskParams()):
     tiers = zip(params.smooth_sigmas, params.nsigmas, params.min_areas, params.dilations)
     for k, (sigma, nsigma, min_area, grow) in enumerate(tiers, start=1):
         smooth = gaussian_smooth(resid, sigma)
-        sample = smooth[~masked][:: params.stats_stride]
+        step = params.stats_stride
+        sample = smooth[::step, ::step][~masked[::step, ::step]]
         if sample.size < 10:
             break
         _, median, std = sigma_clipped_stats(sample, sigma=3.0, maxiters=5)

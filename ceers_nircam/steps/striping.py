@@ -51,6 +51,9 @@ class StripingParams:
     statistic: str = option("mean", "row and column value: 'mean' of the clipped pixels or "
                                     "'median' (DR0.5)", choices=("mean", "median"))
     pattern_iters: int = option(2, "row/column iterations (1: DR0.5)")
+    mask_destriped: bool = option(True, "make the source mask on a copy from which a first "
+                                        "estimate of the patterns is removed (DR0.5 did not: "
+                                        "strong stripes are then masked as sources)")
     pedestal_halfwidth: float = option(0.0, "fit the pedestal histogram only within this many "
                                             "half-maximum widths of its peak (0: whole histogram)")
 
@@ -80,7 +83,8 @@ def measure_patterns(image, masked, noutputs=nircam.NAMPS, thresh=0.8, stats=Pat
 
     Returns a dict: ``rows`` (noutputs, ny) the row values used,
     ``amp_rows`` the per-amplifier values, ``full_rows`` (ny) the whole-row
-    values, ``fallback`` (noutputs, ny) where the full row was used,
+    values (NaN where no amplifier needed them), ``fallback`` (noutputs, ny)
+    where the full row was used,
     ``masked_fraction`` (noutputs, ny), ``cols`` (nx), and the 2D ``horiz``
     and ``vert`` images. NaN where no pixel was usable.
     """
@@ -94,9 +98,12 @@ def measure_patterns(image, masked, noutputs=nircam.NAMPS, thresh=0.8, stats=Pat
             rest = image - cols[None, :]
         rest_masked = masked | ~np.isfinite(rest)
         amp_rows = stats(rest.reshape(ny, noutputs, width), rest_masked.reshape(ny, noutputs, width)).T
-        full_rows = stats(rest, rest_masked)
         # An amplifier-row with nothing left unmasked falls back too, whatever the threshold.
         fallback = (fraction > thresh) | ~np.isfinite(amp_rows)
+        full_rows = np.full(ny, np.nan)
+        need = fallback.any(axis=0)  # whole-row values only where some amplifier uses them
+        if need.any():
+            full_rows[need] = stats(rest[need], rest_masked[need])
         rows = np.where(fallback, full_rows[None, :], amp_rows)
         horiz = np.repeat(rows.T, width, axis=1).astype(np.float32)
         with np.errstate(invalid="ignore"):
@@ -120,6 +127,18 @@ def subtract_patterns(data, dq, pattern):
     return out, dq, int(bad.sum())
 
 
+def _first_destriped(image, excluded, noutputs, stats):
+    """The image minus a first estimate of its patterns, from every unflagged pixel.
+
+    Stripes twice the pixel noise survive the mask's smoothing as long thin
+    features that the tiers then mask, taking whole row segments out of the
+    measurement; sources barely move this first estimate (the clipping
+    drops most of their pixels).
+    """
+    rough = measure_patterns(image, excluded, noutputs, 1.0, stats, iterations=1)
+    return image - (rough["horiz"] + rough["vert"])
+
+
 def apply(model, params, flat, source_bits=None, mask_params=SourceMaskParams()):
     """Remove 1/f striping from a rate ImageModel (in place).
 
@@ -132,13 +151,14 @@ def apply(model, params, flat, source_bits=None, mask_params=SourceMaskParams())
     excluded = dq_mask(model.dq) | ~np.isfinite(data) | ~np.isfinite(flat)
     with np.errstate(invalid="ignore", divide="ignore"):
         image = np.where(excluded, np.nan, data / flat).astype(np.float32)
+    noutputs = model.meta.exposure.noutputs or nircam.NAMPS
+    stats = PatternStats(params.clip_sigma, params.clip_iters, params.statistic, params.clip_std)
     if source_bits is None:
-        source_bits = tiered_source_mask(image, excluded, mask_params)
+        source_bits = tiered_source_mask(_first_destriped(image, excluded, noutputs, stats)
+                                         if params.mask_destriped else image, excluded, mask_params)
     masked = excluded | (source_bits != 0)
     t_mask = time.perf_counter() - t0
     sky, method = pedestal(image[~masked], fit_halfwidth=params.pedestal_halfwidth or None)
-    noutputs = model.meta.exposure.noutputs or nircam.NAMPS
-    stats = PatternStats(params.clip_sigma, params.clip_iters, params.statistic, params.clip_std)
     patterns = measure_patterns(image - np.float32(sky), masked, noutputs, params.thresh, stats,
                                 params.pattern_iters)
     pattern = patterns["horiz"] + patterns["vert"]
