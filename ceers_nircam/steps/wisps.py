@@ -49,9 +49,16 @@ class WispParams:
     seg_nsigma: float = option(5.5, "source detection threshold (x ERR above the background)")
     seg_npixels: int = option(15, "minimum source area (pixels)")
     seg_grow: int = option(15, "square grown around each source (pixels)")
-    row_centre: bool = option(True, "fit image and template each minus its mean over every "
-                                    "amplifier-row, so 1/f row stripes cannot bias the scale "
-                                    "(DR0.5 did not)")
+    method: str = option("mad", "'mad': the scale minimising the median absolute deviation "
+                                "(DR0.5); 'lsq': least squares with outliers clipped",
+                         choices=("mad", "lsq"))
+    clip: float = option(3.0, "lsq: clip residuals beyond this many robust sigma")
+    destripe: str = option("none", "how 1/f row stripes are kept out of the fit: 'none' "
+                                   "(DR0.5), 'centre' (an offset per amplifier-row fitted with "
+                                   "the scale), 'highpass' (the offsets, less their running mean "
+                                   "over --row_window rows, removed first)",
+                           choices=("none", "centre", "highpass"))
+    row_window: int = option(101, "rows of the running mean of the row offsets (highpass)")
 
     def check(self):
         """One of the two modes must be chosen."""
@@ -178,28 +185,51 @@ def best_scale(scales, curve, halfwidth):
     return float(scales[i]), None
 
 
-def row_centred(image, template, excluded, rows, noutputs):
-    """Image and template over ``rows``, each minus its mean over the unmasked pixels
-    of every amplifier-row.
-
-    1/f striping adds a constant to each amplifier-row, as large as a third
-    of a faint wisp's peak; left in, the fit uses the template to cancel
-    some of it (a 0.6 wisp on NRCA3 fitted as 0.71). The mean is linear, so
-    (image - c x template) centred is image centred - c x template centred:
-    the stripes drop out for every c while the wisp, which varies along the
-    rows, stays. Means over whole amplifier-rows (beyond the wisp region)
-    pin each row's level where the template is zero.
-    """
+def _amp_row_means(image, excluded, rows, noutputs):
+    """Mean over the unmasked pixels of every amplifier-row of ``image[rows]`` (n, noutputs)."""
     img = np.asarray(image[rows], dtype=np.float32)
-    tpl = np.asarray(template[rows], dtype=np.float32)
     n, width = img.shape[0], img.shape[1] // noutputs
-    keep = (~excluded[rows] & np.isfinite(img) & np.isfinite(tpl)).reshape(n, noutputs, width)
-    count = np.maximum(keep.sum(axis=2), 1)
+    keep = (~excluded[rows] & np.isfinite(img)).reshape(n, noutputs, width)
+    total = np.where(keep, img.reshape(n, noutputs, width), 0).sum(axis=2, dtype=np.float64)
+    return total / np.maximum(keep.sum(axis=2), 1)
+
+
+def row_centred(image, template, excluded, rows, noutputs):
+    """Image and template over ``rows``, each minus its mean over the pixels of every
+    amplifier-row unmasked in both.
+
+    A least-squares fit of row-centred image by row-centred template is the
+    joint fit of the scale and one free offset per amplifier-row: the 1/f
+    stripes drop out, while the wisp, which varies along the rows, stays.
+    """
+    both = excluded | ~np.isfinite(image) | ~np.isfinite(template)
     out = []
-    for a in (img, tpl):
-        blocks = a.reshape(n, noutputs, width)
-        mean = np.where(keep, blocks, 0).sum(axis=2, dtype=np.float64) / count
+    for a in (image, template):
+        mean = _amp_row_means(a, both, rows, noutputs)
+        n, width = mean.shape[0], a.shape[1] // noutputs
+        blocks = np.asarray(a[rows], dtype=np.float32).reshape(n, noutputs, width)
         out.append((blocks - mean[:, :, None].astype(np.float32)).reshape(n, -1))
+    return out
+
+
+def _highpass_destriped(image, template, excluded, rows, noutputs, window, params):
+    """The image with the rough part of each amplifier-row's offset removed.
+
+    1/f striping adds a constant to each amplifier-row, a third of a faint
+    wisp's peak; left in, the fit uses the template to cancel some of it (a
+    0.6 wisp on NRCA3 fitted as 0.71). Offsets fitted freely with the scale
+    also soak up the wisp's own smooth departure from its template, a few
+    percent of the scale. So the offsets of a joint fit are smoothed over
+    ``window`` rows (longer than the stripes, shorter than the wisp's
+    distortions) and only what the smoothing leaves is removed.
+    """
+    joint = WispParams(**{**dataclasses.asdict(params), "destripe": "centre"})
+    first = fit_scale(image, template, excluded, (rows, slice(None)), joint, noutputs)[0]
+    offsets = _amp_row_means(image - np.float32(first) * np.nan_to_num(template), excluded,
+                             rows, noutputs)
+    rough = offsets - ndimage.uniform_filter1d(offsets, window, axis=0, mode="nearest")
+    out = np.array(image, dtype=np.float32)
+    out[rows] -= np.repeat(rough, image.shape[1] // noutputs, axis=1).astype(np.float32)
     return out
 
 
@@ -223,11 +253,14 @@ def fit_scale(image, template, excluded, region, params=WispParams(), noutputs=n
     """
     ys, xs = (slice(*sl.indices(n)[:2]) for sl, n in zip(region, image.shape))
     region = (ys, xs)
+    if params.destripe == "highpass":
+        image = _highpass_destriped(image, template, excluded, ys, noutputs, params.row_window,
+                                    params)
     smooth = np.full(template.shape, np.nan, np.float32)
     full_rows = (ys, slice(0, image.shape[1]))
     smooth[full_rows] = _smooth_in_region(template, full_rows, params.smooth_sigma)
     smooth[~np.isfinite(template)] = np.nan
-    if params.row_centre:
+    if params.destripe == "centre":
         img, tpl = row_centred(image, smooth, excluded, ys, noutputs)
         img, tpl = img[:, xs], tpl[:, xs]
     else:
@@ -238,6 +271,8 @@ def fit_scale(image, template, excluded, region, params=WispParams(), noutputs=n
     if values.size < 1000:
         raise CeersError(f"wisp fit: only {values.size} usable pixels in the wisp region")
     grid = np.arange(params.scale_min, params.scale_max + params.scale_step / 2, params.scale_step)
+    if params.method == "lsq":
+        return least_squares_scale(values, tvalues, grid, params.clip)
     coarse = np.union1d(grid[::5], grid[-1:])
     centre = coarse[int(np.argmin(mad_curve(values, tvalues, coarse)))]
     near = np.abs(grid - centre) <= params.fit_halfwidth + 0.1 + 1e-9
@@ -245,6 +280,36 @@ def fit_scale(image, template, excluded, region, params=WispParams(), noutputs=n
     curve = mad_curve(values, tvalues, scales)
     scale, coeffs = best_scale(scales, curve, params.fit_halfwidth)
     return scale, scales, curve, coeffs
+
+
+def least_squares_scale(values, tvalues, grid, clip=3.0, iterations=5):
+    """Least-squares scale (with an offset) of ``tvalues`` in ``values``, clipping outliers.
+
+    The least-squares projection is how the simulator defines the scale of
+    a distorted wisp's template component; the median absolute deviation
+    weighs the wisp's pixels otherwise. Residuals beyond ``clip`` robust
+    sigma (faint sources, cosmic-ray residues) are left out,
+    iterating from the plain least-squares scale. Returns (scale, grid,
+    curve, coefficients): the curve is the variance of the kept residuals
+    over the grid, an exact parabola with its vertex at the scale.
+    """
+    keep = np.ones(values.size, bool)
+    for _ in range(iterations + 1):
+        x, t = values[keep].astype(np.float64), tvalues[keep].astype(np.float64)
+        x -= x.mean()
+        t -= t.mean()
+        scale = float((x * t).sum() / (t * t).sum())
+        resid = values - np.float32(scale) * tvalues
+        k = resid.size // 2
+        centre = np.partition(resid, k)[k]
+        sigma = 1.4826 * np.partition(np.abs(resid - centre), k)[k]
+        new_keep = np.abs(resid - centre) < clip * sigma
+        if np.array_equal(new_keep, keep):
+            break
+        keep = new_keep
+    n = x.size
+    coeffs = np.array([(t * t).sum(), -2 * (x * t).sum(), (x * x).sum()]) / n
+    return scale, grid, np.polyval(coeffs, grid), coeffs
 
 
 def region_slices(detector, shape, substrt=(1, 1)):

@@ -50,6 +50,37 @@ def test_fit_with_a_distorted_wisp_stays_close():
     assert found == pytest.approx(0.9, abs=0.05)
 
 
+@pytest.mark.parametrize("method", ["mad", "lsq"])
+def test_fitting_row_offsets_keeps_strong_stripes_out_of_the_scale(method):
+    # Stripes of a third of the wisp's peak: the template is used to cancel some of them
+    # unless an offset per amplifier-row is fitted with the scale.
+    errors = {"none": [], "centre": []}
+    for seed in range(4):
+        image, template = scene(0.8, shape=(512, 512), seed=seed)
+        rng = np.random.default_rng(100 + seed)
+        image += np.repeat(rng.normal(0, 0.012, (512, 4)), 128, axis=1).astype(np.float32)
+        excluded = wisps.source_mask(image, np.full(image.shape, 0.01, np.float32),
+                                     np.zeros(image.shape, bool), wisps.WispParams(fit=True, seg_box=64))
+        for destripe in errors:
+            params = wisps.WispParams(fit=True, method=method, destripe=destripe)
+            found = wisps.fit_scale(image, template, excluded, (slice(None), slice(None)), params)[0]
+            errors[destripe].append(found - 0.8)
+    rms = {k: np.sqrt(np.mean(np.square(v))) for k, v in errors.items()}
+    assert rms["centre"] < 0.5 * rms["none"] and rms["centre"] < 0.01
+
+
+@pytest.mark.parametrize("destripe", ["centre", "highpass"])
+def test_destriping_options_recover_the_scale(destripe):
+    image, template = scene(0.9, shape=(512, 512), seed=7)
+    excluded = wisps.source_mask(image, np.full(image.shape, 0.01, np.float32),
+                                 np.zeros(image.shape, bool), wisps.WispParams(fit=True, seg_box=64))
+    params = wisps.WispParams(fit=True, method="lsq", destripe=destripe)
+    found, scales, curve, coeffs = wisps.fit_scale(image, template, excluded,
+                                                   (slice(None), slice(None)), params)
+    assert found == pytest.approx(0.9, abs=0.02)
+    assert np.argmin(curve) == np.argmin(np.abs(scales - found))  # the curve's lowest point
+
+
 def test_mad_curve_is_the_squared_median_absolute_deviation():
     rng = np.random.default_rng(1)
     values, tvalues = rng.normal(size=1001).astype(np.float32), rng.random(1001).astype(np.float32)
