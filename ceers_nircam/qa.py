@@ -70,3 +70,37 @@ def robust_sigma(values):
     values = np.asarray(values)
     values = values[np.isfinite(values)]
     return float(1.4826 * np.median(np.abs(values - np.median(values))))
+
+
+def carried_striping(data, dq, flat, scene, background, noutputs=4):
+    """Row and column patterns a rate image really carries, and its pixel noise.
+
+    Measured on the image with its noiseless scene (sky, sources, wisp: the
+    simulator's ideal image without its striping) subtracted exactly, over
+    every unflagged light pixel: the mean of each amplifier-row (clipped at
+    5 sigma), then of each column. The simulator's STRIPE_ROWS/COLS are what
+    an unweighted slope fit of the injected 1/f noise gives; ramp fitting
+    weights a pixel's groups by its signal-to-noise, and at sky levels the
+    weighted fit of the same noise gives another pattern. ``background``
+    marks source-free pixels, where sigma (per pixel, flat-fielded) is
+    measured. Returns (rows, cols, sigma).
+    """
+    from .steps.striping import PatternStats, measure_patterns
+
+    flagged = (dq != 0) | ~np.isfinite(flat)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        image = ((data - scene) / flat).astype(np.float32)
+    found = measure_patterns(image, flagged | ~np.isfinite(image), noutputs,
+                             stats=PatternStats(sigma=5.0), iterations=1)
+    sigma = robust_sigma((image - found["horiz"] - found["vert"])[background & ~flagged])
+    return found["rows"], found["cols"], sigma
+
+
+def sky_patterns(sky, masked, noutputs=4):
+    """What any row and column method takes from the sky's own slow variation (not
+    striping): the patterns of a noiseless sky image over the unmasked pixels."""
+    from .steps.striping import measure_patterns
+
+    sky = np.asarray(sky, dtype=np.float32)
+    found = measure_patterns(sky - np.median(sky), masked, noutputs)
+    return found["rows"], found["cols"]

@@ -7,6 +7,7 @@ detectors or filters without wisps are left alone. Usage and examples:
 stage1.md.
 """
 
+import dataclasses
 import os
 import sys
 
@@ -44,9 +45,9 @@ def _main(argv):
         model, status = wisps.apply(model, params, template, flat)
         fitsio.copy_aside(args.rate, "_rate.fits", "_rate_prewisp.fits")
         entry = {"scale": round(status.values["scale"], 5), "mode": "fit" if params.fit else "manual",
-                 "template": os.path.basename(template_path)}
-        if params.fit:
-            entry["flat"] = os.path.basename(flat_path)
+                 "template": os.path.basename(template_path),
+                 "flat": os.path.basename(flat_path) if flat_path else None,
+                 **{k: v for k, v in dataclasses.asdict(params).items() if k not in ("scale", "fit")}}
         history.record(model, STEP, entry)
         fitsio.save_model(model, args.rate)
     log.info("%s: %s", args.rate, status.message)

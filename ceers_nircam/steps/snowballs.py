@@ -164,17 +164,18 @@ def expand_plane(jumps, sat, tiers, block=8):
         windows = _windows(candidates, 2 * r + grow, block, rmax, jumps.shape)
         o = rmax - r
         seeds = np.zeros(jumps.shape, dtype=bool)
-        survived = False
+        survived = []
         for ys, xs in windows:
             sub = padded[ys.start + o:ys.stop + o + 2 * r, xs.start + o:xs.stop + o + 2 * r]
             first = disk_count(sub, detect) >= need
             if first.any():
-                survived = True
+                survived.append((ys, xs))
                 seeds[ys, xs] |= sat[ys, xs] & dilate_disk(first, detect)
         if not survived:
             continue
+        # Only a window with first-pass survivors can hold second-pass ones (within 2r of them).
         again = np.pad(jumps | seeds, r, mode="symmetric")
-        for ys, xs in windows:
+        for ys, xs in survived:
             second = disk_count(again[ys.start:ys.stop + 2 * r, xs.start:xs.stop + 2 * r], detect) >= need
             if second.any():
                 out[ys, xs] |= dilate_disk(second, grow)

@@ -21,6 +21,7 @@ from scipy import ndimage
 
 from .. import nircam
 from ..cli import CeersError, get_logger, option
+from ..fitsio import atomic_path
 from ..masking import dilate_square, dq_mask, segments
 from . import Status
 
@@ -339,7 +340,8 @@ def plot_fit(path, scales, curve, coeffs, scale, title):
     ax.set_title(title, fontsize=9)
     ax.legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=100)
     plt.close(fig)
     return path
 

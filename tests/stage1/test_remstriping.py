@@ -17,7 +17,6 @@ from stdatamodels.jwst import datamodels
 
 from ceers_nircam import fitsio, history, qa, reffiles
 from ceers_nircam.offline import artifacts, psf, validate
-from ceers_nircam.steps import striping
 from ceers_nircam.offline import instrument as inst
 
 from stage1_helpers import copy_rate, run_script
@@ -31,36 +30,17 @@ def background(model, truth):
 
 
 def true_patterns(rate_path, truth, ideal):
-    """The striping the rate image carries, and the per-pixel background noise.
-
-    The truth file's STRIPE_ROWS/COLS are what an unweighted slope fit of the
-    injected 1/f noise gives. Ramp fitting weights a pixel's groups by its
-    signal-to-noise, and at CEERS sky levels the weighted fit of the same
-    noise gives another pattern (the rate minus the noiseless truth keeps a
-    row pattern 1.5 times the floor: a simulator matter, reported). So the
-    true pattern is measured on the rate image itself with the scene
-    subtracted exactly: the mean of every unflagged light pixel of an
-    amplifier-row (clipped at 5 sigma), then of every column, as the
-    truth file defines them. Returns (rows, cols, sigma), flat-fielded DN/s.
-    """
+    """The striping the rate image carries (not the truth file's unweighted-fit patterns:
+    see :func:`ceers_nircam.qa.carried_striping`) and the per-pixel background noise."""
     stripes = artifacts.striping_image(truth["stripe_rows"], truth["stripe_cols"])
     with datamodels.ImageModel(rate_path) as model:
         flat, _ = reffiles.flat_field(model)
-        flagged = (model.dq != 0) | ~np.isfinite(flat)
-        image = ((model.data - ideal + stripes) / flat).astype(np.float32)
-        sky = background(model, truth) & ~flagged
-    found = striping.measure_patterns(image, flagged, stats=striping.PatternStats(sigma=5.0),
-                                      iterations=1)
-    sigma = qa.robust_sigma((image - found["horiz"] - found["vert"])[sky])
-    return found["rows"], found["cols"], sigma
+        return qa.carried_striping(model.data, model.dq, flat, ideal - stripes, background(model, truth))
 
 
 def sky_patterns(truth, masked):
-    """What any row and column method takes from the sky's own slow variation (not striping):
-    the patterns of the noiseless sky over the pixels the step used."""
-    sky = (validate.true_sky(truth) / truth["header"]["PHOTMJSR"]).astype(np.float32)
-    found = striping.measure_patterns(sky - np.median(sky), masked)
-    return found["rows"], found["cols"]
+    """The patterns of the noiseless sky (flat-fielded DN/s) over the pixels the step used."""
+    return qa.sky_patterns(validate.true_sky(truth) / truth["header"]["PHOTMJSR"], masked)
 
 
 def with_striping(rate_path, truth, factor, directory):
