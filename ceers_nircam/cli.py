@@ -20,12 +20,28 @@ class CeersError(Exception):
     """An error the user can act on: bad input, missing file, unknown name."""
 
 
+class _CurrentStderr(logging.StreamHandler):
+    """A stream handler writing to whatever ``sys.stderr`` is when a record comes
+    (a script run in-process, as in tests, may find it replaced)."""
+
+    def __init__(self):
+        super().__init__(sys.stderr)
+
+    @property
+    def stream(self):
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value):
+        pass
+
+
 def setup_logging(verbose=False):
     """Log to stderr in the stpipe style (time - logger - level - message)."""
     root = logging.getLogger()
     level = logging.DEBUG if verbose else logging.INFO
     if not any(getattr(h, "_ceers", False) for h in root.handlers):
-        handler = logging.StreamHandler()
+        handler = _CurrentStderr()
         handler.setFormatter(logging.Formatter(LOG_FORMAT))
         handler._ceers = True
         root.addHandler(handler)

@@ -59,9 +59,10 @@ def _main(argv):
         cal = os.path.join(calibrated, os.path.basename(uncal).replace("_uncal", "_cal"))
         rows.append(check_cal(cal, truth))
     report = format_report(rows, "ceers-nircam demo: calibrated images against injected truth", notes=(
-        "Products of calwebb_detector1 + calwebb_image2 alone: the 1/f striping is still in them. "
-        "Where the wisp region is left out (NRCA3, NRCB4), the sky is measured on part of each row, "
-        "so it carries the striping's mean there, up to about 2%.",))
+        "Products of calwebb_detector1 + calwebb_image2 alone: the 1/f striping and the wisps "
+        "are still in them (the sky is measured outside the wisp regions), and the header WCS "
+        "carries the simulated pointing error until stage 3 aligns it. Fluxes are aperture "
+        "photometry of isolated sources against the same aperture on the noiseless truth.",))
     path = os.path.join(outdir, "validation_report.md")
     with open(path, "w") as fh:
         fh.write(report)

@@ -49,9 +49,23 @@ def write_hdulist(hdulist, path):
 
 
 def save_model(model, path):
-    """Save a jwst datamodel atomically under ``path``."""
-    with atomic_path(path) as tmp:
+    """Save a jwst datamodel atomically under ``path``.
+
+    The model is written under its real base name inside a temporary
+    directory beside ``path`` (a datamodel records the name it is saved
+    under in meta.filename), then renamed into place.
+    """
+    path = os.fspath(path)
+    directory = os.path.dirname(os.path.abspath(path))
+    os.makedirs(directory, exist_ok=True)
+    base = os.path.basename(path)
+    tmpdir = tempfile.mkdtemp(prefix=f".{base}.", suffix=".part", dir=directory)
+    try:
+        tmp = os.path.join(tmpdir, base)
         model.save(tmp)
+        os.replace(tmp, path)
+    finally:
+        shutil.rmtree(tmpdir, ignore_errors=True)
     return path
 
 
@@ -86,18 +100,18 @@ def check_fits(path, extensions=()):
             with fits.open(path) as hdul:
                 header = hdul[0].header.copy()
                 names = {h.name.upper() for h in hdul}
-                for ext in extensions:
-                    if ext.upper() not in names:
-                        raise CeersError(f"{path}: missing {ext.upper()} extension")
                 for hdu in hdul:  # reading every extension's data brings truncation to light
                     hdu.data  # noqa: B018
-    except CeersError:
-        raise
     except (OSError, ValueError, TypeError, IndexError) as err:
-        raise CeersError(f"{path}: not a readable FITS file ({err})") from None
+        reason = "truncated" if "buffer is too small" in str(err) else err
+        raise CeersError(f"{path}: not a readable FITS file ({reason})") from None
+    # A truncated file lacks its last extensions too: report the truncation first.
     for warning in caught:
         if "truncated" in str(warning.message):
             raise CeersError(f"{path}: not a readable FITS file (truncated)")
+    for ext in extensions:
+        if ext.upper() not in names:
+            raise CeersError(f"{path}: missing {ext.upper()} extension")
     return header
 
 

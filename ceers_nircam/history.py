@@ -23,6 +23,11 @@ def _tag(step):
     return f"{PREFIX} {step}:"
 
 
+# FITS stores a long entry as HISTORY cards of CARD_TEXT characters each, and
+# stdatamodels reads every card back as an entry of its own.
+CARD_TEXT = 72
+
+
 def describe(step, params=None):
     """The text of a history entry: step name and its parameters."""
     params = params or {}
@@ -32,19 +37,33 @@ def describe(step, params=None):
 
 def record(model, step, params=None):
     """Append the history entry of ``step`` (with its parameters) to a datamodel."""
-    model.add_history_entry(describe(step, params), software=SOFTWARE)
+    text = describe(step, params)
+    if len(text) % CARD_TEXT == 0:  # a full last card would read as continued
+        text += "."
+    model.add_history_entry(text, software=SOFTWARE)
+
+
+def _joined(descriptions):
+    """Entries with the FITS continuation cards of our long entries joined back."""
+    out = []
+    for text in descriptions:
+        if out and out[-1].startswith(PREFIX) and len(out[-1]) % CARD_TEXT == 0:
+            out[-1] += text
+        else:
+            out.append(text)
+    return out
 
 
 def _descriptions(source):
     if isinstance(source, (str, os.PathLike)):
         # The FITS HISTORY cards carry the entries: no need to open the datamodel.
         header = fits.getheader(source, 0)
-        return [str(card) for card in header.get("HISTORY", [])]
+        return _joined([str(card) for card in header.get("HISTORY", [])])
     # model.history is the only reader stdatamodels offers; its warning is about writing.
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
         history = source.history or []
-    return [str(entry.get("description", "")) for entry in history]
+    return _joined([str(entry.get("description", "")) for entry in history])
 
 
 def entries(source, step):

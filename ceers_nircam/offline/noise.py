@@ -119,23 +119,47 @@ def _read_order_to_image(block, detector):
     return block[:: 1 if slow > 0 else -1, :: 1 if fast > 0 else -1]
 
 
+# Ramp fitting weights group i of a segment of n groups by |i - m| / m to a
+# power set by the segment's signal-to-noise (m = (n - 1) / 2): the powers of
+# stcal's optimal weighting and the signal-to-noise below which each applies.
+SNR_POWERS = ((5.0, 0.0), (10.0, 0.4), (20.0, 1.0), (50.0, 3.0), (100.0, 6.0), (np.inf, 10.0))
+
+
+def fit_weights(ngroups, power):
+    """Coefficients c_g such that sum(c_g y_g) is the slope (per group) of an
+    optimally weighted straight-line fit of ``ngroups`` values at ``power``."""
+    x = np.arange(ngroups, dtype=np.float64)
+    mid = (ngroups - 1) / 2.0
+    w = np.abs((x - mid) / mid) ** power if power > 0 else np.ones(ngroups)
+    xbar = (w * x).sum() / w.sum()
+    return w * (x - xbar) / (w * (x - xbar) ** 2).sum()
+
+
+def weighting_power(snr):
+    """The weighting power ramp fitting chooses at each signal-to-noise."""
+    power = np.full(np.shape(snr), SNR_POWERS[-1][1])
+    for bound, value in reversed(SNR_POWERS):
+        power = np.where(snr < bound, value, power)
+    return power
+
+
 class OneOverF:
     """1/f noise (DN) of one exposure, group by group, and the striping it leaves.
 
     ``light`` marks the light-sensitive pixels (the others stay quiet);
-    ``times`` are the groups' mean times, for the unweighted slope fit that
-    defines the truth; ``psd_common`` and ``psd_own`` are the PSD levels
-    (DN^2/Hz at 1 Hz, one frame) of the part shared by the outputs and of
-    each output's own part.
+    ``group_time`` is the time between groups; ``psd_common`` and
+    ``psd_own`` are the PSD levels (DN^2/Hz at 1 Hz, one frame) of the part
+    shared by the outputs and of each output's own part. The slope of the
+    injected noise is accumulated for every weighting power ramp fitting
+    may use, so the truth can follow each pixel's weighting.
     """
 
-    def __init__(self, rng, readout, light, times, psd_common, psd_own):
+    def __init__(self, rng, readout, light, group_time, psd_common, psd_own):
         self.rng, self.ro, self.light = rng, readout, light
         self.psd = (psd_common, psd_own)
         self.slow = _row_band(rng, readout, psd_common, psd_own).astype(np.float32)
-        times = np.asarray(times, dtype=np.float64)
-        self.weights = (times - times.mean()) / np.sum((times - times.mean()) ** 2)
-        self.slope = np.zeros(readout.shape, dtype=np.float32)
+        self.coeffs = {p: fit_weights(readout.ngroups, p) / group_time for _, p in SNR_POWERS}
+        self.slopes = {p: np.zeros(readout.shape, dtype=np.float32) for p in self.coeffs}
 
     def frame(self, g):
         """The noise of group ``g`` (call once per group, in order)."""
@@ -157,18 +181,31 @@ class OneOverF:
             block = block + s[:ny, None] * (1 - step) + s[1:ny + 1, None] * step
             frame[:, cs] = _read_order_to_image(block, ro.detector)
         frame[~self.light] = 0.0
-        self.slope += np.float32(self.weights[g]) * frame
+        for p, slope in self.slopes.items():
+            slope += np.float32(self.coeffs[p][g]) * frame
         return frame
 
-    def truth(self):
-        """(rows, cols): the striping an unweighted slope fit of the injected noise gives.
+    def slope(self, power=None):
+        """The injected noise's slope image (DN/s) under each pixel's weighting
+        ``power`` (an array, or None for the unweighted fit)."""
+        if power is None:
+            return self.slopes[0.0]
+        out = np.zeros(self.ro.shape, dtype=np.float32)
+        for p, slope in self.slopes.items():
+            out = np.where(power == p, slope, out)
+        return out
+
+    def truth(self, power=None):
+        """(rows, cols): the striping the slope fit of the injected noise gives.
 
         rows (noutputs, ny) is each output's row pattern (DN/s), averaged over
         the light-sensitive pixels of each amplifier-row; cols (nx,) the
         column means of the slope image once the row pattern is removed.
+        ``power`` gives each pixel's weighting (as ramp fitting will choose
+        it); None means an unweighted fit.
         """
-        return _stripe_truth(self.slope, self.light, nircam.amp_slices(self.ro.shape[1],
-                                                                       self.ro.noutputs))
+        return _stripe_truth(self.slope(power), self.light,
+                             nircam.amp_slices(self.ro.shape[1], self.ro.noutputs))
 
 
 def _stripe_truth(slope, light, amps):

@@ -495,24 +495,47 @@ def _scene_rate(config, exp, catalog, refs, rng, template_dir):
 def _digitize(groups, refs, region, config, rng, sigma_read, noutputs, one_over_f=None):
     """Raw 16-bit ramp: non-linearity and bias (from the references), saturation
     plateau, per-amplifier bias drifts (which reference-pixel correction
-    removes), white read noise and the 1/f noise of the readout electronics."""
+    removes), white read noise and the 1/f noise of the readout electronics.
+
+    Returns the raw ramp and the last-minus-first group difference (DN, noise
+    included, bias and drifts not) that ramp fitting will judge the
+    signal-to-noise by.
+    """
     with datamodels.SuperBiasModel(refs["superbias"]) as model:
         bias = model.data[region].astype(np.float32)
     with datamodels.LinearityModel(refs["linearity"]) as model:
         coeffs = model.coeffs[(slice(None),) + region]
     plateau = inst.SATURATION_LEVEL + 2500.0
     raw = np.empty((1,) + groups.shape, dtype=np.uint16)
+    last = groups.shape[0] - 1
+    span = None
     for g in range(groups.shape[0]):
-        counts = inst.delinearize(groups[g], coeffs) + bias
+        # Readout noise enters after the pixel's non-linear response.
+        noise_g = np.zeros(groups.shape[1:], dtype=np.float32)
+        if config.noise:
+            noise_g += rng.normal(0.0, sigma_read, noise_g.shape).astype(np.float32)
+        if one_over_f is not None:
+            noise_g += one_over_f.frame(g)
+        counts = inst.delinearize(groups[g], coeffs) + bias + noise_g
         if config.bias_drifts:
             for cs in inst.amp_slices(groups.shape[2], noutputs):
                 counts[:, cs] += rng.normal(0.0, 3.0)
-        if config.noise:
-            counts += rng.normal(0.0, sigma_read, counts.shape)
-        if one_over_f is not None:
-            counts += one_over_f.frame(g)
         raw[0, g] = np.clip(np.round(np.minimum(counts, plateau)), 0, 65535).astype(np.uint16)
-    return raw
+        if g == 0:
+            span = -(groups[0] + noise_g)
+        if g == last:
+            span += groups[g] + noise_g
+    return raw, span
+
+
+def ramp_fit_power(span, gain, readnoise_ref):
+    """The weighting power ramp fitting will choose for each pixel of a ramp whose
+    last-minus-first group difference is ``span`` (DN, dark removed): stcal's
+    signal-to-noise in electrons, with the reference read noise of one group."""
+    rnoise = readnoise_ref * gain / np.sqrt(2.0 * inst.NFRAMES)
+    signal = np.maximum(span, 0.0) * gain
+    snr = signal / np.sqrt(rnoise**2 + signal)
+    return noise.weighting_power(snr)
 
 
 def _in_region(index, region):
@@ -590,15 +613,19 @@ def simulate_exposure(config, exp, catalog, outdir, template_dir, keep_ideal=Fal
         readout = noise.Readout(exp.detector, shape, noutputs, config.ngroups, inst.NFRAMES,
                                 inst.GROUPGAP)
         light = ~inst.reference_pixel_mask()[region]
-        one_over_f = noise.OneOverF(rng, readout, light, tmean,
+        one_over_f = noise.OneOverF(rng, readout, light, inst.group_time(tframe),
                                     config.one_over_f_common * noise.PSD_COMMON[exp.channel],
                                     config.one_over_f_own * noise.PSD_OWN[exp.channel])
-    raw = _digitize(groups, refs, region, config, rng, sigma_read, noutputs, one_over_f)
+    raw, span = _digitize(groups, refs, region, config, rng, sigma_read, noutputs, one_over_f)
     del groups
     rows = cols = None
     stripes = np.zeros(shape, dtype=np.float32)
     if one_over_f is not None:
-        rows, cols = one_over_f.truth()
+        # The striping the rate holds: each pixel's 1/f slope under the weighting
+        # ramp fitting gives it, judged (as stcal does) from its own noisy ramp.
+        power = ramp_fit_power(span - (dark_groups[-1] - dark_groups[0]), gain,
+                               sigma_read / config.readnoise_excess * np.sqrt(2.0 * inst.NFRAMES))
+        rows, cols = one_over_f.truth(power)
         stripes = artifacts.striping_image(rows, cols, inst.reference_pixel_mask()[region])
 
     # Level-1b file from the real NIRCam header shipped with jwst.
@@ -632,27 +659,27 @@ def _write_truth(path, config, exp, t):
     hdr["SUBARRAY"] = config.subarray
     hdr["SUBSTRT1"] = (xstart, "positions are pixels of the image as written")
     hdr["SUBSTRT2"] = ystart
-    hdr["SKYMJYSR"] = (t["sky"], "[MJy/sr] injected sky level (mean over the detector)")
+    hdr["SKYMJYSR"] = (t["sky"], "[MJy/sr] mean injected sky")
     for name, value in zip(("SKYC_X", "SKYC_Y", "SKYC_XX", "SKYC_YY", "SKYC_XY"), t["sky_coeffs"]):
-        hdr[name] = (float(value), "[MJy/sr] sky surface term (scene.sky_surface)")
+        hdr[name] = (float(value), "[MJy/sr] sky surface term")
     hdr["PHOTMJSR"] = (t["photmjsr"], "[MJy/sr per DN/s] synthetic photom")
     hdr["PIXAR_SR"] = (t["pixar_sr"], "[sr] nominal pixel area")
     hdr["SKYRATE"] = (t["sky"] / t["photmjsr"], "[DN/s] sky rate before the flat")
-    hdr["WISPSCL"] = (t["wisp_scale"], "scale of the wisp's template component (0: none)")
-    hdr["WISPRMS"] = (t["wisp_rms"], "rms of the wisp's departure from the template")
+    hdr["WISPSCL"] = (t["wisp_scale"], "wisp template component scale (0: none)")
+    hdr["WISPRMS"] = (t["wisp_rms"], "rms departure of the wisp from template")
     hdr["PTGERRA"] = (t["error"][0], "[arcsec] header minus true RA*cos(Dec)")
     hdr["PTGERRD"] = (t["error"][1], "[arcsec] header minus true Dec")
     hdr["VISERRA"] = (t["visit_error"][0], "[arcsec] visit part of PTGERRA")
     hdr["VISERRD"] = (t["visit_error"][1], "[arcsec] visit part of PTGERRD")
     hdr["GAIN"] = (float(np.median(t["gain"])), "[e/DN] median of the gain reference")
-    hdr["RNGROUP"] = (float(np.median(t["sigma_read"])), "[DN] median white read noise of one group")
-    hdr["RNEXCESS"] = (config.readnoise_excess, "white read noise / reference read noise")
+    hdr["RNGROUP"] = (float(np.median(t["sigma_read"])), "[DN] median white read noise, one group")
+    hdr["RNEXCESS"] = (config.readnoise_excess, "white read noise over the reference's")
     onef = t["one_over_f"]
-    hdr["ONEFCOMM"] = (onef.psd[0] if onef else 0.0, "[DN2/Hz at 1 Hz] common 1/f noise, one frame")
-    hdr["ONEFOWN"] = (onef.psd[1] if onef else 0.0, "[DN2/Hz at 1 Hz] each output's 1/f noise")
+    hdr["ONEFCOMM"] = (onef.psd[0] if onef else 0.0, "[DN2/Hz at 1Hz] common 1/f PSD, one frame")
+    hdr["ONEFOWN"] = (onef.psd[1] if onef else 0.0, "[DN2/Hz at 1Hz] per-output 1/f PSD")
     hdr["PSFFWHM"] = (t["fwhm_pix"], "[pixel] PSF FWHM")
     hdr["PSFHALF"] = (t["epsf"].halfsize, "[pixel] half-width of the PSF stamps")
-    hdr["PSFFRAC"] = (t["epsf"].fraction, "share of a point source's flux inside its stamp")
+    hdr["PSFFRAC"] = (t["epsf"].fraction, "flux share inside a PSF stamp")
     hdr["STRIPING"] = t["rows"] is not None
     hdr["NOISE"] = config.noise
     hdr["SEED"] = config.seed

@@ -49,16 +49,18 @@ def measure_sky(image, dq, sources, exclude=None, model=None):
     return float(median + np.mean(model))
 
 
-def isolated_stars(sources, shape, radius, mag_range=(19.5, 23.5), contrast=5.0):
-    """Indices of point sources with no source less than ``contrast`` magnitudes
-    fainter reaching within ``radius`` pixels, and fully measurable inside the image."""
-    stars = np.flatnonzero((sources["kind"] == "star") & (sources["mag"] >= mag_range[0])
-                           & (sources["mag"] <= mag_range[1]))
+def isolated_sources(sources, shape, radius, kinds=("star", "galaxy"), mag_range=(19.5, 24.0),
+                     contrast=5.0):
+    """Indices of sources of the given kinds with no source less than ``contrast``
+    magnitudes fainter reaching within ``radius`` pixels, and fully measurable
+    inside the image."""
+    chosen = np.flatnonzero(np.isin(np.asarray(sources["kind"]), kinds)
+                            & (sources["mag"] >= mag_range[0]) & (sources["mag"] <= mag_range[1]))
     x, y = np.asarray(sources["x"]), np.asarray(sources["y"])
     reach = np.asarray(sources["halfsize"]) + radius
     mag = np.asarray(sources["mag"])
     keep = []
-    for i in stars:
+    for i in chosen:
         edge = radius + 10  # room for the sky annulus
         if not (edge <= x[i] <= shape[1] - 1 - edge and edge <= y[i] <= shape[0] - 1 - edge):
             continue
@@ -93,32 +95,44 @@ def aperture_radii(epsf):
     return r_ap, (r_ap + 6.0, r_ap + 14.0)
 
 
-def star_photometry(image, dq, sources, pixar_sr, indices, epsf):
-    """Aperture photometry of stars (MJy), against what the same aperture gives on
+def expected_aperture_flux(source, epsf, pixel_area_sr):
+    """What :func:`aperture_flux` gives (MJy) on a source drawn alone, noiseless, as the
+    simulator drew it: same PSF, same profile, same sub-pixel position."""
+    r_ap, annulus = aperture_radii(epsf)
+    half = int(np.ceil(annulus[1])) + 2
+    dx, dy = source["x"] - round(source["x"]), source["y"] - round(source["y"])
+    image, _ = scene.render_scene(
+        (2 * half + 1, 2 * half + 1), [half + dx], [half + dy], [source["flux_mjy"]],
+        [source["r_eff"] / epsf.pixel_scale], [source["sersic_n"]], [source["axis_ratio"]],
+        [source["theta"]], epsf, pixel_area_sr)
+    return aperture_flux(image, half + dx, half + dy, r_ap, annulus) * pixel_area_sr
+
+
+def source_photometry(image, dq, sources, pixar_sr, indices, epsf):
+    """Aperture photometry of sources (MJy), against what the same aperture gives on
     their noiseless truth.
 
     The expected value applies the same aperture and local-sky annulus to the
-    star's own PSF stamp at its true sub-pixel position, so the comparison is
-    exact whatever share of the flux the aperture holds. A star with an
-    unusable pixel in its aperture is left out. Returns a Table of id, mag,
-    true flux, expected and measured aperture flux, and their ratio.
+    source drawn alone at its true position (:func:`expected_aperture_flux`),
+    so the comparison is exact whatever share of the flux the aperture holds.
+    A source with an unusable pixel in its aperture is left out. Returns a
+    Table of id, kind, mag, true flux, expected and measured aperture flux,
+    and their ratio.
     """
     r_ap, annulus = aperture_radii(epsf)
     data = np.where((dq & DO_NOT_USE) == 0, image, np.nan)
-    ny, nx = image.shape
     rows = []
     for i in indices:
         s = sources[i]
         measured = aperture_flux(data, s["x"], s["y"], r_ap, annulus) * pixar_sr
         if not np.isfinite(measured):
             continue
-        xi, yi = int(round(s["x"])), int(round(s["y"]))
-        stamp = epsf.stamp(s["x"] - xi, s["y"] - yi)
-        h = epsf.halfsize
-        expected = aperture_flux(stamp, h + s["x"] - xi, h + s["y"] - yi, r_ap, annulus) * s["flux_mjy"]
-        rows.append((s["id"], s["mag"], s["flux_mjy"], expected, measured, measured / expected))
-    return Table(rows=rows, names=("id", "mag", "flux_true", "flux_expected", "flux_measured", "ratio"),
-                 dtype=(int, float, float, float, float, float))
+        expected = expected_aperture_flux(s, epsf, pixar_sr)
+        rows.append((s["id"], s["kind"], s["mag"], s["flux_mjy"], expected, measured,
+                     measured / expected))
+    return Table(rows=rows, names=("id", "kind", "mag", "flux_true", "flux_expected",
+                                   "flux_measured", "ratio"),
+                 dtype=(int, "U6", float, float, float, float, float))
 
 
 def noise_ratio(residual, err, clip=6.0):
@@ -175,8 +189,9 @@ def check_cal(cal_path, truth):
         model = true_sky(truth)
         sky = measure_sky(cal.data, cal.dq, src, exclude, model=model)
         epsf = psf.effective_psf(h["FILTER"])
-        phot = star_photometry(cal.data, cal.dq, src, cal.meta.photometry.pixelarea_steradians,
-                               isolated_stars(src, cal.data.shape, aperture_radii(epsf)[1][0]), epsf)
+        isolated = isolated_sources(src, cal.data.shape, aperture_radii(epsf)[1][0])
+        phot = source_photometry(cal.data, cal.dq, src, cal.meta.photometry.pixelarea_steradians,
+                                 isolated, epsf)
         onchip = on_detector(src, cal.data.shape)
         dra, ddec = wcs_offsets(cal.meta.wcs, onchip)
         dx, dy = pixel_offsets(cal.meta.wcs, shift_sky(onchip, h["PTGERRA"], h["PTGERRD"]))
@@ -185,7 +200,7 @@ def check_cal(cal_path, truth):
         "sky_true": float(np.mean(model)),
         "sky_measured": sky,
         "sky_ratio": sky / float(np.mean(model)) if h["SKYMJYSR"] else np.nan,
-        "nstars": len(phot),
+        "nsources": len(phot),
         "flux_ratio": float(np.median(phot["ratio"])) if len(phot) else np.nan,
         "wcs_error_arcsec": float(np.hypot(np.median(dra), np.median(ddec))) if len(onchip) else np.nan,
         "wcs_offset_pix": float(np.median(np.hypot(dx, dy))) if len(onchip) else np.nan,
@@ -203,11 +218,11 @@ def shift_sky(sources, dra, ddec):
 def format_report(rows, title, notes=()):
     """A Markdown table of :func:`check_cal` results, after any explanatory notes."""
     lines = [f"# {title}", ""] + [f"{note}\n" for note in notes] + [
-             "| image | sky true (MJy/sr) | sky measured | ratio | stars | median flux ratio "
+             "| image | sky true (MJy/sr) | sky measured | ratio | sources | median flux ratio "
              "| header WCS error (arcsec) | offset beyond the injected error (pix) |",
              "|---|---|---|---|---|---|---|---|"]
     for r in rows:
         lines.append(f"| {r['image']} | {r['sky_true']:.4f} | {r['sky_measured']:.4f} | "
-                     f"{r['sky_ratio']:.4f} | {r['nstars']} | {r['flux_ratio']:.4f} | "
+                     f"{r['sky_ratio']:.4f} | {r['nsources']} | {r['flux_ratio']:.4f} | "
                      f"{r['wcs_error_arcsec']:.3f} | {r['wcs_offset_pix']:.3f} |")
     return "\n".join(lines) + "\n"

@@ -33,12 +33,12 @@ def injected():
     ro = noise.Readout("NRCB2", (inst.NPIX, inst.NPIX), inst.NAMPS, 9, inst.NFRAMES, inst.GROUPGAP)
     light = ~inst.reference_pixel_mask()
     times = inst.group_mean_times(9)
-    onef = noise.OneOverF(np.random.default_rng(7), ro, light, times,
+    onef = noise.OneOverF(np.random.default_rng(7), ro, light, inst.group_time(),
                           noise.PSD_COMMON["SHORT"], noise.PSD_OWN["SHORT"])
     frames = np.array([onef.frame(g) for g in range(9)])
     tc = times - times.mean()
     slope = np.tensordot(tc / (tc**2).sum(), frames, axes=1)
-    return dict(frames=frames, slope=slope, light=light, truth=onef.truth())
+    return dict(frames=frames, slope=slope, light=light, truth=onef.truth(), onef=onef)
 
 
 def test_truth_is_the_row_and_column_means_of_the_slope(injected):
@@ -80,3 +80,30 @@ def test_noise_is_new_in_every_group(injected):
     fast_a = a - a.mean(axis=1, keepdims=True)
     fast_b = b - b.mean(axis=1, keepdims=True)
     assert abs(np.corrcoef(fast_a.ravel(), fast_b.ravel())[0, 1]) < 0.05
+
+
+@pytest.mark.parametrize("power", [0.0, 0.4, 1.0, 3.0])
+def test_fit_weights_give_the_slope_of_a_line_and_ignore_its_offset(power):
+    c = noise.fit_weights(9, power)
+    assert np.dot(c, 2.5 * np.arange(9) + 7.0) == pytest.approx(2.5)
+    # Power 0 is the plain least-squares fit; higher powers lean on the ends.
+    if power == 0:
+        x = np.arange(9) - 4.0
+        np.testing.assert_allclose(c, x / (x**2).sum())
+    else:
+        assert abs(c[0]) > abs(noise.fit_weights(9, 0.0)[0])
+
+
+def test_weighting_power_follows_stcal_signal_to_noise_bounds():
+    snr = np.array([0.0, 4.9, 5.0, 9.9, 10.0, 19.9, 20.0, 49.9, 50.0, 99.0, 100.0, 1e4])
+    np.testing.assert_array_equal(noise.weighting_power(snr),
+                                  [0, 0, 0.4, 0.4, 1, 1, 3, 3, 6, 6, 10, 10])
+
+
+def test_truth_follows_each_pixels_weighting(injected):
+    onef, frames = injected["onef"], injected["frames"]
+    power = np.where(np.arange(inst.NPIX)[None, :] < 1024, 0.4, 3.0) * np.ones((inst.NPIX, 1))
+    expected = np.where(power == 0.4,
+                        np.tensordot(noise.fit_weights(9, 0.4), frames, axes=1),
+                        np.tensordot(noise.fit_weights(9, 3.0), frames, axes=1)) / inst.group_time()
+    np.testing.assert_allclose(onef.slope(power), expected, atol=1e-6)

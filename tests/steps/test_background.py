@@ -1,0 +1,75 @@
+"""Sky statistics: clipped row statistics against astropy, the pedestal fit."""
+
+import numpy as np
+import pytest
+from astropy.stats import sigma_clipped_stats
+
+from ceers_nircam import background
+
+
+@pytest.mark.parametrize("sigma,maxiters", [(2.0, 5), (3.0, 1), (2.5, 10)])
+def test_clipped_stats_equal_astropy(sigma, maxiters):
+    rng = np.random.default_rng(int(sigma * maxiters))
+    values = rng.normal(0.1, 0.01, (40, 300)).astype(np.float32)
+    values[:, :25] += rng.exponential(0.05, (40, 25)).astype(np.float32)  # sources
+    excluded = rng.random(values.shape) < 0.3
+    excluded[3] = True  # nothing usable
+    values[5, 7] = np.nan
+    mean, median, std = background.clipped_stats(values, excluded, sigma, maxiters)
+    for i in range(values.shape[0]):
+        keep = ~excluded[i] & np.isfinite(values[i])
+        if not keep.any():
+            assert np.isnan(median[i]) and np.isnan(mean[i])
+            continue
+        ref = sigma_clipped_stats(values[i][keep], sigma=sigma, maxiters=maxiters)
+        np.testing.assert_allclose([mean[i], median[i], std[i]], ref, rtol=2e-5, atol=1e-7)
+
+
+def test_clipped_stats_keep_the_shape_of_leading_axes():
+    values = np.arange(2 * 3 * 8, dtype=np.float32).reshape(2, 3, 8)
+    _, median, _ = background.clipped_stats(values, np.zeros(values.shape, bool), 3.0, 5)
+    assert median.shape == (2, 3)
+    np.testing.assert_allclose(median, np.median(values, axis=2))
+
+
+def test_robust_clipping_is_less_noisy_than_iterated_std_clipping():
+    rng = np.random.default_rng(1)
+    values = rng.normal(0, 1, (3000, 400))
+    excluded = np.zeros(values.shape, bool)
+    spread = {}
+    for stdfunc in ("std", "robust"):
+        mean, median, _ = background.clipped_stats(values, excluded, 2.0, 5, stdfunc)
+        spread[stdfunc] = (np.std(mean) * 20, np.std(median) * 20)
+    assert spread["std"][1] > 1.55  # a third noisier than a plain median (1.25)
+    assert spread["robust"][1] < 1.55
+    assert spread["robust"][0] < 1.35  # the clipped mean, about a plain median's noise
+
+
+def test_pedestal_fits_the_peak_of_the_histogram():
+    rng = np.random.default_rng(2)
+    sky = rng.normal(0.0931, 0.008, 400_000)
+    tail = 0.0931 + rng.exponential(0.05, 20_000)
+    value, method = background.pedestal(np.concatenate([sky, tail]))
+    assert method == "gaussian"
+    assert value == pytest.approx(0.0931, abs=4e-4)
+    value, _ = background.pedestal(np.concatenate([sky, tail]), fit_halfwidth=1.5)
+    assert value == pytest.approx(0.0931, abs=2e-4)
+
+
+def test_pedestal_falls_back_to_the_median():
+    values = np.full(1000, 3.0)  # outside the histogram range
+    value, method = background.pedestal(values)
+    assert (value, method) == (3.0, "median")
+
+
+def test_background2d_follows_a_gradient():
+    rng = np.random.default_rng(3)
+    y, x = np.mgrid[0:256, 0:256]
+    image = (1.0 + 0.002 * x + 0.001 * y + rng.normal(0, 0.05, x.shape)).astype(np.float32)
+    excluded = np.zeros(image.shape, bool)
+    excluded[100:120, 100:120] = True
+    image[100:120, 100:120] = 50
+    bkg, rms = background.background2d(image, excluded, box=32, filter_size=3)
+    truth = 1.0 + 0.002 * x + 0.001 * y
+    assert np.max(np.abs(bkg - truth)[32:-32, 32:-32]) < 0.03
+    assert np.median(rms) == pytest.approx(0.05, rel=0.2)

@@ -1,0 +1,88 @@
+"""1/f patterns on small synthetic images: recovery, the full-row fallback, the subtraction."""
+
+import numpy as np
+import pytest
+
+from ceers_nircam.steps import striping
+
+DO_NOT_USE = striping.DO_NOT_USE
+
+
+def striped(shape=(256, 256), namps=4, seed=0, noise=0.01, row_rms=0.006, col_rms=0.002):
+    rng = np.random.default_rng(seed)
+    rows = rng.normal(0, row_rms, (namps, shape[0]))
+    cols = rng.normal(0, col_rms, shape[1])
+    width = shape[1] // namps
+    pattern = np.repeat(rows.T, width, axis=1) + cols[None, :]
+    image = pattern + rng.normal(0, noise, shape)
+    return image.astype(np.float32), rows, cols
+
+
+def per_amp_offsets_removed(a, namps):
+    a = a.reshape(namps, -1) if a.ndim == 1 else a
+    return a - np.nanmedian(a, axis=1)[:, None]
+
+
+@pytest.mark.parametrize("stats", [striping.PatternStats(),
+                                   striping.PatternStats(statistic="median", clip_std="std")])
+def test_patterns_are_recovered_to_the_noise(stats):
+    image, rows, cols = striped()
+    masked = np.zeros(image.shape, bool)
+    masked[100:140, 30:90] = True  # a masked galaxy
+    image[100:140, 30:90] += 5.0
+    p = striping.measure_patterns(image, masked, 4, 0.8, stats, iterations=2)
+    r = per_amp_offsets_removed(p["rows"] - rows, 4)
+    c = per_amp_offsets_removed(p["cols"] - cols, 4)
+    floor_rows = 1.25 * 0.01 / np.sqrt(64)
+    floor_cols = 1.25 * 0.01 / np.sqrt(256)
+    assert np.sqrt(np.mean(r**2)) < 1.5 * 1.35 * floor_rows
+    assert np.sqrt(np.mean(c**2)) < 1.5 * 1.35 * floor_cols
+
+
+@pytest.mark.parametrize("thresh", [0.1, 0.5, 0.8])
+def test_full_row_fallback_engages_exactly_above_the_threshold(thresh):
+    image, _, _ = striped(seed=1)
+    rng = np.random.default_rng(2)
+    masked = np.zeros(image.shape, bool)
+    for y in range(image.shape[0]):  # a different masked share in every amplifier-row
+        for a in range(4):
+            n = int(rng.integers(0, 65))
+            masked[y, a * 64:a * 64 + n] = True
+    p = striping.measure_patterns(image, masked, 4, thresh)
+    fraction = masked.reshape(256, 4, 64).mean(axis=2).T
+    np.testing.assert_array_equal(p["fallback"], fraction > thresh)
+    np.testing.assert_array_equal(p["rows"][p["fallback"]],
+                                  np.broadcast_to(p["full_rows"], (4, 256))[p["fallback"]])
+    np.testing.assert_array_equal(p["rows"][~p["fallback"]], p["amp_rows"][~p["fallback"]])
+    np.testing.assert_array_equal(p["masked_fraction"], fraction)
+
+
+def test_empty_rows_and_columns_become_zero_and_do_not_use():
+    image, _, _ = striped(seed=3)
+    masked = np.zeros(image.shape, bool)
+    masked[50:53] = True  # whole rows
+    masked[:, 200] = True  # a whole column
+    p = striping.measure_patterns(image, masked, 4)
+    assert np.all(np.isnan(p["full_rows"][50:53])) and np.isnan(p["cols"][200])
+    data = image + 1.0
+    data[10, 10] = 0.0  # an exact zero stays zero
+    dq = np.zeros(image.shape, np.uint32)
+    out, newdq, nzero = striping.subtract_patterns(data, dq, p["horiz"] + p["vert"])
+    assert np.all(out[50:53] == 0) and np.all(out[:, 200] == 0) and out[10, 10] == 0
+    assert np.all(newdq[50:53] & DO_NOT_USE) and np.all(newdq[:, 200] & DO_NOT_USE)
+    assert nzero == 3 * 256 + 256 - 3
+    assert not (newdq[100, :200] & DO_NOT_USE).any()
+    np.testing.assert_allclose(out[100, 5], data[100, 5] - p["horiz"][100, 5] - p["vert"][100, 5])
+
+
+def test_one_iteration_is_the_dr05_sequence():
+    image, _, _ = striped(seed=4)
+    masked = np.zeros(image.shape, bool)
+    stats = striping.PatternStats(statistic="median", clip_std="std")
+    p = striping.measure_patterns(image, masked, 4, 0.8, stats, iterations=1)
+    from ceers_nircam.background import clipped_median
+
+    rows = clipped_median(image.reshape(256, 4, 64), np.zeros((256, 4, 64), bool), 2.0, 5).T
+    np.testing.assert_allclose(p["rows"], rows, rtol=1e-6)
+    cols = clipped_median((image - p["horiz"]).T, np.zeros((256, 256), bool), 2.0, 5)
+    np.testing.assert_allclose(p["cols"], cols, rtol=1e-5, atol=1e-8)
