@@ -13,13 +13,14 @@ printed too):
   defaults cannot be expected to catch a residual at its own threshold (the
   share flagged above 5 sigma is printed too);
 - a source pixel is one where the noiseless light of sources (the noiseless
-  rate less the injected wisp and its 64-pixel block median) exceeds the
+  rate less its 64-pixel block median) exceeds the
   pixel's noise, outside the reach of every source that saturates and away
   from cosmic rays and snowballs (whose flags the step grows by a pixel).
 
-Detector1 cleans the 1/f striping (stage3_data.DETECTOR1_STEPS), as CEERS's
-stage 1 does before Image2: left in, the dark stripes are what outlier
-detection flags most.
+The rate files went through stage 1 (snowball expansion, wisp subtraction,
+1/f striping removal) as in CEERS: left in, the dark stripes are what
+outlier detection flags most. The noiseless truth is compared without the
+injected wisp, which stage 1 subtracted.
 """
 
 import json
@@ -71,6 +72,8 @@ def _block_background(image, block=64):
 def _masks(truth, rate, ideal, usable):
     """(cosmic-ray/snowball pixels, residual significance, source pixels) of one exposure."""
     shape = ideal.shape
+    if "wisp" in truth:  # subtracted in stage 1
+        ideal = ideal - truth["wisp"]
     hit = np.zeros(shape, bool)
     hit[truth["cosmic_rays"]["y"], truth["cosmic_rays"]["x"]] = True
     hit |= artifacts.snowball_footprint(truth["snowballs"], shape, "outer")
@@ -85,8 +88,7 @@ def _masks(truth, rate, ideal, usable):
                                          max(0, xi - half):xi + half + 1].any())
     bad = np.zeros(shape, bool)
     bad[truth["badpix"]["y"], truth["badpix"]["x"]] = True
-    scene = ideal - truth["wisp"] if "wisp" in truth else ideal
-    light = scene - _block_background(scene)
+    light = ideal - _block_background(ideal)
     sources = (light > rate.err) & usable
     sources &= ~validate.source_footprint(shape, src[np.array(reach_saturated, bool)], pad=0)
     sources &= ~binary_dilation(hit | bad, iterations=2)
