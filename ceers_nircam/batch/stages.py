@@ -466,7 +466,7 @@ def parse_command(text, where="line"):
         elif step == "astrometry":
             target = f"{options['--visit']}_{str(options['--filter']).lower()}"
         elif step in ("image3_part1", "make_mosaics"):
-            target = re.sub(r"\.json$", "", os.path.basename(positional[0]))
+            target = re.sub(r"(_final)?\.json$", "", os.path.basename(positional[0]))
         else:
             target = names.exposure_root(options.get("--image") or positional[0])
     except (KeyError, IndexError):
