@@ -182,6 +182,18 @@ def test_the_wrapper_passes_the_exit_code_and_survives_a_bare_exit(tmp_path):
     assert "demo line 1 FAILED (exit 7 " in out.getvalue()
 
 
+def test_pylauncher_finishes_although_a_line_runs_a_bare_exit(tmp_path):
+    # Given "exit 3" itself as a task, pylauncher waits for ever; wrapped, the line just fails.
+    path = make_run(tmp_path, [Line("exit 3", key="x"), Line("echo ok > y.txt", key="y",
+                                                            outputs=("y.txt",))])
+    jobfile, todo, _ = job.prepare(path, str(tmp_path / "jobfile.txt"))
+    done = subprocess.run([sys.executable, "-m", "ceers_nircam.batch.job", "pylauncher", jobfile,
+                           "--slots", "2"], capture_output=True, text=True, timeout=60, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert {k: st.state for k, st in states_of(path).items()} == {"x": "failed", "y": "done"}
+    assert sorted(os.listdir(tmp_path)) == ["batch", "jobfile.txt", "jobfile.txt.pylauncher", "y.txt"]
+
+
 def test_a_terminated_wrapper_stops_its_command_and_records_it(tmp_path):
     path = make_run(tmp_path, [Line("sleep 60", key="long")])
     proc = subprocess.Popen([sys.executable, "-m", "ceers_nircam.batch.job", "line", path, "1"])
