@@ -158,6 +158,19 @@ def _newest_mtime(line, workdir):
     return max(s[0] for s in stamps) / 1e9 if stamps and all(stamps) else 0.0
 
 
+def _vanished(record):
+    """True if a running record's process is known to be gone (same host, no such pid)."""
+    if record.get("host") != socket.gethostname() or not record.get("pid"):
+        return False
+    try:
+        os.kill(record["pid"], 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
+
+
 def line_state(runfile, number, line):
     """Judge one line from its record and its outputs.
 
@@ -168,6 +181,9 @@ def line_state(runfile, number, line):
     record = read_record(record_paths(runfile, line)[0])
     status = (record or {}).get("status")
     if status == RUNNING:
+        if _vanished(record):
+            return LineState(number, line, FAILED, record,
+                             f"interrupted: its runner (pid {record['pid']}) ended without recording")
         return LineState(number, line, RUNNING, record,
                          "recorded as running (still running, or killed before it could record)")
     succeeded = status in (DONE, "skipped")
@@ -243,7 +259,7 @@ def _exit_code(returncode):
 def _base_record(runfile, number, line, log_path):
     return {"stage": runfile.stage, "run_file": runfile.path, "line": number,
             "command": line.command, "key": line.key, "host": socket.gethostname(),
-            "log": log_path, "job": os.environ.get("SLURM_JOB_ID")}
+            "pid": os.getpid(), "log": log_path, "job": os.environ.get("SLURM_JOB_ID")}
 
 
 def run_line(runfile, number, *, force=False, timeout=None, on_start=None):
@@ -275,11 +291,11 @@ def run_line(runfile, number, *, force=False, timeout=None, on_start=None):
     if not force:
         state = line_state(runfile, number, line)
         if state.state == DONE:
+            if state.record and state.record.get("status") in (DONE, "skipped"):
+                return dict(state.record, status="skipped")  # the record of the run that did it stays
             record.update(status="skipped", exit_code=0, wall_s=0.0, started=time.time(),
                           ended=time.time(), reason="outputs already complete",
                           stamps=output_stamps(line, runfile.workdir))
-            if state.record and state.record.get("status") == DONE:
-                record["log"] = state.record.get("log", log_path)
             _write_record(rec_path, record)
             return record
     started = time.time()
@@ -372,8 +388,9 @@ def format_failures(runfile, states, tail=10):
             continue
         rec = st.record or {}
         if st.state == FAILED:
-            head = (f"{runfile.stage} line {st.number} FAILED (exit {rec.get('exit_code', '?')} "
-                    f"after {rec.get('wall_s', 0):.1f} s): {st.line.command}")
+            took = f" after {rec['wall_s']:.1f} s" if "wall_s" in rec else ""
+            head = (f"{runfile.stage} line {st.number} FAILED (exit {rec.get('exit_code', '?')}{took}): "
+                    f"{st.line.command}")
         else:
             head = f"{runfile.stage} line {st.number} RUNNING? ({st.reason}): {st.line.command}"
         lines = [head]

@@ -82,7 +82,12 @@ def test_a_second_run_skips_complete_lines(tmp_path):
     runner.run_file(path, workers=2)
     _, states = runner.run_file(path, workers=2)
     assert (runs(tmp_path, "a"), runs(tmp_path, "d")) == (1, 1)
-    assert [st.record["status"] for st in states] == ["skipped", "failed", "failed", "skipped"]
+    # The records of the runs that made the outputs are kept.
+    assert [st.record["status"] for st in states] == ["done", "failed", "failed", "done"]
+    (tmp_path / "made_elsewhere.fits").write_bytes((tmp_path / "a.fits").read_bytes())
+    other = make_run(tmp_path, [Line("exit 9", key="e", outputs=("made_elsewhere.fits",))], "other")
+    _, (state,) = runner.run_file(other)
+    assert (state.state, state.record["status"]) == ("done", "skipped")
     runner.run_file(path, workers=2, force=True)
     assert (runs(tmp_path, "a"), runs(tmp_path, "d")) == (2, 2)
 
@@ -209,6 +214,21 @@ def test_a_terminated_wrapper_stops_its_command_and_records_it(tmp_path):
         record = json.load(fh)
     assert (record["status"], record["exit_code"], record["reason"]) == (
         "failed", 128 + signal.SIGTERM, "killed by signal 15")
+
+
+def test_a_line_whose_runner_vanished_is_failed_not_running(tmp_path):
+    path = make_run(tmp_path, [Line("sleep 2", key="gone")])
+    proc = subprocess.Popen([sys.executable, "-m", "ceers_nircam.batch.job", "line", path, "1"])
+    record_path = acc.record_paths(read_run_file(path), Line("sleep 2", key="gone"))[0]
+    deadline = time.monotonic() + 30
+    while (acc.read_record(record_path) or {}).get("status") != "running":
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    assert states_of(path)["gone"].state == "running"
+    proc.kill()  # no chance to record
+    proc.wait()
+    state = states_of(path)["gone"]
+    assert state.state == "failed" and state.reason.startswith("interrupted: its runner (pid ")
 
 
 @pytest.mark.parametrize("content, message", [
