@@ -109,10 +109,9 @@ def test_a_truncated_fits_output_is_not_complete(tmp_path):
 
 def test_a_line_past_its_time_limit_is_killed(tmp_path):
     path = make_run(tmp_path, [Line("sleep 30", key="slow")])
-    start = time.monotonic()
     _, (state,) = runner.run_file(path, timeout=1.0)
-    assert time.monotonic() - start < 10
     assert (state.state, state.record["exit_code"], state.reason) == ("failed", 124, "timed out after 1 s")
+    assert state.record["wall_s"] < 29  # cut short, not slept to the end
 
 
 def test_outputs_completed_after_a_failure_count_as_done(tmp_path):
@@ -158,12 +157,14 @@ def test_progress_reports_counts_elapsed_and_estimate(tmp_path, caplog):
     assert any(m.startswith("demo line 6 failed (exit 4)") for m in messages)
 
 
-def test_workers_run_lines_at_the_same_time(tmp_path):
-    lines = [Line(f"sleep 1; echo ok > w{i}", key=f"w{i}", outputs=(f"w{i}",)) for i in range(4)]
-    start = time.monotonic()
-    _, states = runner.run_file(make_run(tmp_path, lines), workers=4)
+@pytest.mark.parametrize("workers, together", [(1, 1), (3, 3)])
+def test_workers_run_lines_at_the_same_time(tmp_path, workers, together):
+    lines = [Line(f"sleep 1; echo ok > w{i}", key=f"w{i}", outputs=(f"w{i}",)) for i in range(3)]
+    _, states = runner.run_file(make_run(tmp_path, lines), workers=workers)
     assert all(st.state == "done" for st in states)
-    assert time.monotonic() - start < 3.0  # 4 s one after another
+    spans = [(st.record["started"], st.record["ended"]) for st in states]
+    most = max(sum(1 for s, e in spans if s <= t < e) for t, _ in spans)
+    assert most == together  # lines running at once, from their recorded start and end
 
 
 def test_prepare_writes_only_the_lines_not_done(tmp_path):
