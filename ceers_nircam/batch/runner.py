@@ -172,7 +172,9 @@ def run_chain(paths, workers=1, *, keep_going=False, **kwargs):
         One entry per stage that was run.
     """
     results = []
-    for path in resolve_run_files(paths):
+    files = resolve_run_files(paths)
+    for index, path in enumerate(files, 1):
+        log.info("Stage %d of %d: %s", index, len(files), path)
         runfile, states = run_file(path, workers, **kwargs)
         results.append((runfile, states))
         if not acc.all_done(states) and not keep_going:
