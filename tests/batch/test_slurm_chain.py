@@ -6,14 +6,17 @@ its exit code, stage B must never start, and the rerun file must hold exactly
 that line; once the cause is removed, submitting the chain with the rerun
 file completes both stages.
 
-The stage commands are the three functions below. To run the project's own
-stage scripts instead, make ``stage_a`` return
-``python stage1/snowball_wrapper.py <root>_uncal.fits`` (output
-``calibrated/<root>_rate.fits``, uncals simulated beforehand), ``stage_b``
+Everything stage-specific is in the block marked "the two stages" below:
+``stage_a`` and ``stage_b`` (one Line per exposure), ``break_line`` /
+``fix_line`` and ``FAILURE_TEXT`` (what the broken line's log shows). To run
+the project's own stage scripts instead: simulate the uncals in the fixture,
+make ``stage_a`` the line ``python stage1/snowball_wrapper.py <root>_uncal.fits``
+(output ``calibrated/<root>_rate.fits``) and ``stage_b``
 ``python stage2/image2.py calibrated/<root>_rate.fits`` (output
-``calibrated/<root>_cal.fits``), and ``break_line`` / ``fix_line`` truncate and
-restore that line's uncal file; the generator's ``stages.detector1_lines``
-and ``stages.image2_lines`` build exactly these lines.
+``calibrated/<root>_cal.fits``) -- the generator's ``stages.detector1_lines``
+and ``stages.image2_lines`` build exactly these -- and let ``break_line`` /
+``fix_line`` truncate and restore that exposure's uncal file
+(``FAILURE_TEXT = "not a readable FITS file"``).
 """
 
 import io
@@ -32,6 +35,11 @@ pytestmark = pytest.mark.slurm
 
 NLINES = 2
 BROKEN = 2  # the line of stage A that is made to fail
+
+
+# --------------------------------------------------------------------------- the two stages
+STAGE_A, STAGE_B = "make_uncals", "detector1"
+FAILURE_TEXT = "FileExistsError"  # in the broken line's log
 
 
 def _root(i):
@@ -62,6 +70,7 @@ def break_line(work, i):
 
 def fix_line(work, i):
     (work / "uncals" / f"v{i}").unlink()
+# ---------------------------------------------------------------------------
 
 
 @pytest.fixture
@@ -69,11 +78,11 @@ def chain(tmp_path, offline_env):
     """Run files of the two stages in tmp/batch, the working directory tmp/."""
     (tmp_path / "calibrated").mkdir()
     batch = tmp_path / "batch"
-    write_run_file(str(batch / "make_uncals.run"), "make_uncals",
+    write_run_file(str(batch / f"{STAGE_A}.run"), STAGE_A,
                    [stage_a(i) for i in range(1, NLINES + 1)], str(tmp_path))
-    write_run_file(str(batch / "detector1.run"), "detector1",
+    write_run_file(str(batch / f"{STAGE_B}.run"), STAGE_B,
                    [stage_b(i) for i in range(1, NLINES + 1)], str(tmp_path))
-    write_order(str(batch), ["make_uncals.run", "detector1.run"])
+    write_order(str(batch), [f"{STAGE_A}.run", f"{STAGE_B}.run"])
     return tmp_path, batch
 
 
@@ -81,7 +90,7 @@ def _submit(batch, launcher, rerun=False):
     settings = slurm.SlurmSettings(launcher=launcher, tasks=2, time="00:10:00", job_name="t")
     slurm.write_job_scripts([str(batch)], settings)
     jobs = slurm.submit_chain(slurm.read_chain(str(batch)), slurm.SubmitOptions(rerun=rerun))
-    assert [stage for stage, _ in jobs] == ["make_uncals", "detector1"]
+    assert [stage for stage, _ in jobs] == [STAGE_A, STAGE_B]
     return [job for _, job in jobs]
 
 
@@ -102,19 +111,19 @@ def test_failed_line_stops_the_chain_and_its_rerun_completes_it(slurm_cluster, c
     assert ended[a1] == ("FAILED", 1)
     assert ended[b1][0] == "CANCELLED"
     assert _slurm_output(batch, b1) is None
-    assert not (batch / "logs" / "detector1").exists()
+    assert not (batch / "logs" / STAGE_B).exists()
     job_report = _slurm_output(batch, a1)
-    assert f"make_uncals line {BROKEN} FAILED (exit 1 " in job_report
-    assert "FileExistsError" in job_report  # the tail of the line's own log
+    assert f"{STAGE_A} line {BROKEN} FAILED (exit 1 " in job_report
+    assert FAILURE_TEXT in job_report  # the tail of the line's own log
 
     # The status command says the same and writes the rerun file with exactly that line.
     results = accounting.report_status([str(batch)], out=io.StringIO())
     counts = {rf.stage: accounting.counts(states) for rf, states in results}
-    assert counts["make_uncals"] == {"done": NLINES - 1, "failed": 1, "running": 0, "not run": 0}
-    assert counts["detector1"] == {"done": 0, "failed": 0, "running": 0, "not run": NLINES}
+    assert counts[STAGE_A] == {"done": NLINES - 1, "failed": 1, "running": 0, "not run": 0}
+    assert counts[STAGE_B] == {"done": 0, "failed": 0, "running": 0, "not run": NLINES}
     failed = [st for st in results[0][1] if st.state == accounting.FAILED]
     assert [(st.number, st.record["exit_code"]) for st in failed] == [(BROKEN, 1)]
-    rerun = read_run_file(str(batch / "make_uncals.rerun.run"))
+    rerun = read_run_file(str(batch / f"{STAGE_A}.rerun.run"))
     assert [line.command for _, line in rerun.lines] == [stage_a(BROKEN).command]
 
     # Remove the cause and submit the chain with the rerun file: it completes.
@@ -122,15 +131,16 @@ def test_failed_line_stops_the_chain_and_its_rerun_completes_it(slurm_cluster, c
     a2, b2 = _submit(batch, launcher, rerun=True)
     ended = slurm_cluster.wait([a2, b2], timeout=240)
     assert ended == {a2: ("COMPLETED", 0), b2: ("COMPLETED", 0)}
-    assert "make_uncals: 1 of 1 lines to run" in _slurm_output(batch, a2)
-    assert f"detector1: {NLINES} of {NLINES} lines to run" in _slurm_output(batch, b2)
+    assert f"{STAGE_A}: 1 of 1 lines to run" in _slurm_output(batch, a2)
+    assert f"{STAGE_B}: {NLINES} of {NLINES} lines to run" in _slurm_output(batch, b2)
     results = accounting.report_status([str(batch)], out=io.StringIO())
     assert all(accounting.all_done(states) for _, states in results)
     for i in range(1, NLINES + 1):
-        check_fits(work / "calibrated" / f"{_root(i)}_rate.fits", extensions=("SCI", "DQ"))
-    assert not (batch / "make_uncals.rerun.run").exists()
+        for output in stage_b(i).outputs:
+            check_fits(work / output, extensions=("SCI", "DQ"))
+    assert not (batch / f"{STAGE_A}.rerun.run").exists()
     # The lines that had succeeded ran once, in the first job; the fixed one in the second.
-    runfile = read_run_file(str(batch / "make_uncals.run"))
+    runfile = read_run_file(str(batch / f"{STAGE_A}.run"))
     jobs = {i: accounting.read_record(accounting.record_paths(runfile, stage_a(i))[0])["job"]
             for i in range(1, NLINES + 1)}
     assert jobs == {i: (a2 if i == BROKEN else a1) for i in range(1, NLINES + 1)}
