@@ -10,9 +10,10 @@ the result as a FITS file, which the runner then checks as the line's
 output. The serial time runs the same lines one after another with plain
 ``bash -c``, without the runner; the runner is then timed with 1 and with N
 workers; each timing is the best of ``--repeat`` rounds, since other work on
-the machine only ever adds time. Prints the times and the load average, and
-exits non-zero unless N workers take less than ``--limit`` times the serial
-time.
+the machine only ever adds time. On a shared machine each round first waits
+(up to ``--wait-idle`` seconds) for the CPUs to be idle, as measured from
+/proc/stat. Prints the times and exits non-zero unless N workers take less
+than ``--limit`` times the serial time.
 """
 
 import argparse
@@ -52,6 +53,30 @@ def make_lines(folder, n, size):
                  key=f"image{i:02d}", outputs=(f"out_{i:02d}.fits",)) for i in range(n)]
 
 
+def busy_fraction(seconds=1.0):
+    """Fraction of CPU time spent busy over ``seconds`` (Linux /proc/stat; 0 elsewhere)."""
+    def sample():
+        with open("/proc/stat") as fh:
+            values = [int(v) for v in fh.readline().split()[1:]]
+        return sum(values), values[3] + values[4]  # total, idle + iowait
+    try:
+        total0, idle0 = sample()
+        time.sleep(seconds)
+        total1, idle1 = sample()
+    except OSError:
+        return 0.0
+    return 1.0 - (idle1 - idle0) / max(1, total1 - total0)
+
+
+def wait_idle(limit, busy=0.1):
+    """Wait up to ``limit`` seconds for the CPUs to be idle; return the busy fraction seen last."""
+    deadline = time.monotonic() + limit
+    while True:
+        seen = busy_fraction()
+        if seen < busy or time.monotonic() > deadline:
+            return seen
+
+
 def serial(lines, workdir):
     start = time.perf_counter()
     for line in lines:
@@ -76,20 +101,25 @@ def main():
     parser.add_argument("--lines", type=int, default=20)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--size", type=int, default=600, help="image side in pixels (sets line length)")
-    parser.add_argument("--repeat", type=int, default=2, help="rounds; the best time of each is kept")
+    parser.add_argument("--repeat", type=int, default=3, help="rounds; the best time of each is kept")
+    parser.add_argument("--wait-idle", type=float, default=300.0,
+                        help="seconds to wait, before each round, for other work on the CPUs to stop")
     parser.add_argument("--limit", type=float, default=0.6, help="largest allowed parallel/serial ratio")
     args = parser.parse_args()
     times = {"serial": [], "one": [], "many": []}
     with tempfile.TemporaryDirectory(prefix="bench-runner-") as work:
         lines = make_lines(work, args.lines, args.size)
-        for _ in range(args.repeat):
+        for round_ in range(1, args.repeat + 1):
+            busy = wait_idle(args.wait_idle)
             times["serial"].append(serial(lines, work))
-            times["one"].append(with_runner(lines, work, 1))
             times["many"].append(with_runner(lines, work, args.workers))
+            times["one"].append(with_runner(lines, work, 1))
+            print(f"round {round_}: CPUs {busy:.0%} busy before; serial {times['serial'][-1]:.2f} s, "
+                  f"{args.workers} workers {times['many'][-1]:.2f} s, 1 worker {times['one'][-1]:.2f} s",
+                  flush=True)
     t_serial, t_one, t_many = (min(times[k]) for k in ("serial", "one", "many"))
     ratio = t_many / t_serial
-    print(f"{args.lines} lines, {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f}, "
-          f"best of {args.repeat}")
+    print(f"{args.lines} lines, {os.cpu_count()} CPUs, best of {args.repeat} rounds")
     print(f"serial (bash -c, one after another): {t_serial:6.2f} s")
     print(f"runner, 1 worker:                    {t_one:6.2f} s")
     print(f"runner, {args.workers} workers:                   {t_many:6.2f} s  "
