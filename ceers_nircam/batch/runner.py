@@ -173,6 +173,8 @@ def run_chain(paths, workers=1, *, keep_going=False, **kwargs):
     """
     results = []
     files = resolve_run_files(paths)
+    for path in files:  # a malformed line in any stage stops the chain before it starts
+        read_run_file(path, kwargs.get("workdir"))
     for index, path in enumerate(files, 1):
         log.info("Stage %d of %d: %s", index, len(files), path)
         runfile, states = run_file(path, workers, **kwargs)
