@@ -9,15 +9,16 @@ smooths it (scipy), measures a sigma-clipped background (astropy) and writes
 the result as a FITS file, which the runner then checks as the line's
 output. The serial time runs the same lines one after another with plain
 ``bash -c``, without the runner; the runner is timed with N workers (and,
-for information, with 1).
+with ``--single``, with 1).
 
 On a machine shared with other work, a timing means little if other
 processes took CPU meanwhile. Each measurement therefore also counts the CPU
 time used by others during it (all busy time in /proc/stat minus this
 process's and its children's); a measurement in which others used more than
 ``--quiet`` of the CPUs is repeated, until ``--repeat`` quiet measurements of
-each kind are in or ``--patience`` seconds have passed. The best quiet times
-are reported. Exits non-zero unless N workers take less than ``--limit``
+each kind are in or ``--patience`` seconds have passed; before each one the
+benchmark waits (idly) for the CPUs to be quiet. The best quiet times are
+reported. Exits non-zero unless N workers take less than ``--limit``
 times the serial time (or if no quiet measurement could be made).
 """
 
@@ -86,6 +87,15 @@ def _own_seconds():
     return me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
 
 
+def wait_quiet(share, deadline):
+    """Sleep until other processes use less than ``share`` of the CPUs (or the deadline)."""
+    while time.monotonic() < deadline:
+        busy = _busy_seconds()
+        time.sleep(1.0)
+        if (_busy_seconds() - busy) / os.cpu_count() < share:
+            return
+
+
 def measure(func, *args):
     """(wall seconds, fraction of the CPUs that other processes used meanwhile)."""
     busy, own, start = _busy_seconds(), _own_seconds(), time.perf_counter()
@@ -105,9 +115,11 @@ def main():
                         help="largest share of the CPUs other processes may use during a measurement")
     parser.add_argument("--patience", type=float, default=1800.0, help="seconds to keep trying")
     parser.add_argument("--limit", type=float, default=0.6, help="largest allowed parallel/serial ratio")
+    parser.add_argument("--single", action="store_true", help="also time the runner with 1 worker")
     args = parser.parse_args()
-    kinds = {"serial": (serial,), "runner, 1 worker": (with_runner, 1),
-             f"runner, {args.workers} workers": (with_runner, args.workers)}
+    kinds = {"serial": (serial,), f"runner, {args.workers} workers": (with_runner, args.workers)}
+    if args.single:
+        kinds["runner, 1 worker"] = (with_runner, 1)
     quiet = {k: [] for k in kinds}
     deadline = time.monotonic() + args.patience
     with tempfile.TemporaryDirectory(prefix="bench-runner-") as work:
@@ -116,6 +128,7 @@ def main():
             for kind, (func, *extra) in kinds.items():
                 if len(quiet[kind]) >= args.repeat:
                     continue
+                wait_quiet(args.quiet, deadline)
                 wall, others = measure(func, lines, work, *extra)
                 ok = others <= args.quiet
                 print(f"{kind:<20} {wall:6.2f} s   others used {others:4.0%} of the CPUs"
