@@ -91,6 +91,19 @@ class BatchSettings:
     background_config: str | None = option(None, "mosaic background config file")
     stages: tuple = option((), "write only these stages (default: every stage)", nargs="*",
                            choices=STAGES)
+    extra: tuple = option((), "more options for every line of a stage, as STAGE='OPTIONS' "
+                              "(e.g. wisp_subtraction='--plot')", nargs="*")
+
+    def extra_options(self):
+        """{stage: [tokens]} from ``extra``; an unknown stage is a one-line error."""
+        out = {}
+        for item in self.extra:
+            stage, _, options = item.partition("=")
+            if stage not in STAGES or not options.strip():
+                raise CeersError(f"--extra {item!r}: expected STAGE='OPTIONS' with a stage of "
+                                 f"{', '.join(STAGES)}")
+            out.setdefault(stage, []).extend(shlex.split(options))
+        return out
 
 
 # --------------------------------------------------------------------------- helpers
@@ -355,8 +368,11 @@ def generate(pointing, settings, pointings=None):
     out_dir = os.path.join(settings.batch_dir, label)
     os.makedirs(out_dir, exist_ok=True)
     written = []
+    extra = settings.extra_options()
     for stage in stage_order(settings):
-        lines = BUILDERS[stage](plan)
+        lines = [dataclasses.replace(line, command=shlex.join([*shlex.split(line.command),
+                                                               *extra[stage]]))
+                 if stage in extra else line for line in BUILDERS[stage](plan)]
         if not lines:
             log.info("%s: no lines for %s", label, stage)
             continue

@@ -181,6 +181,17 @@ def test_directories_and_switches_are_passed_on(work):
         "python stage3/mosaic_background.py --pointing nircam1 --config bg.cfg mos/ceers_nircam1_f115w_i2d")
 
 
+def test_extra_options_reach_every_line_of_their_stage(work):
+    _generate(work, stages=("detector1_and_snowballs", "wisp_subtraction"),
+              extra=("wisp_subtraction=--plot", "detector1_and_snowballs=--save_mask --cores all"))
+    folder = work / "batch" / "nircam1"
+    assert all(c.endswith("--fit --plot") for c in _commands(str(folder / "wisp_subtraction.run")))
+    detector1 = _commands(str(folder / "detector1_and_snowballs.run"))
+    assert len(detector1) == 4 and all(c.endswith("--save_mask --cores all") for c in detector1)
+    with pytest.raises(CeersError, match="expected STAGE='OPTIONS'"):
+        _generate(work, extra=("wisps=--plot",))
+
+
 def test_scripts_outside_the_working_directory_are_named_by_absolute_path(work, tmp_path_factory):
     elsewhere = tmp_path_factory.mktemp("repo")
     settings = stages.BatchSettings(workdir=str(work), batch_dir=str(work / "batch"),
