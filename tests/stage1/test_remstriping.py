@@ -98,14 +98,17 @@ def test_residual_striping_is_near_the_median_noise_floor(nrca1, patterns, ratio
         flat, _ = reffiles.flat_field(before)
         taken = qa.removed_patterns(before.data, after.data, flat)
     theirs = qa.striping_residual(*taken, masked, true_rows, true_cols, noise)
-    print(f"\nstriping {ratio} x noise ({noise:.5f} DN/s): residual / floor rows "
-          f"{ours.rows_ratio:.3f} (clean_flicker_noise {theirs.rows_ratio:.3f}; against the truth "
-          f"file's unweighted patterns {as_recorded.rows_ratio:.3f}), columns {ours.cols_ratio:.3f} "
-          f"(clean_flicker_noise {theirs.cols_ratio:.3f}; truth file {as_recorded.cols_ratio:.3f})")
-    assert ours.rows_ratio <= 1.5
-    assert ours.cols_ratio <= 1.5
-    assert ours.rows <= theirs.rows
-    assert ours.total <= theirs.total
+    theirs_recorded = qa.striping_residual(*taken, masked, truth["stripe_rows"] + rows_added + sky_rows,
+                                           truth["stripe_cols"] + cols_added + sky_cols, noise)
+    print(f"\nstriping {ratio} x noise ({noise:.5f} DN/s): residual / floor against the truth file "
+          f"rows {as_recorded.rows_ratio:.3f} (clean_flicker_noise {theirs_recorded.rows_ratio:.3f}), "
+          f"columns {as_recorded.cols_ratio:.3f} (clean_flicker_noise {theirs_recorded.cols_ratio:.3f}); "
+          f"against the striping measured on the rate rows {ours.rows_ratio:.3f} "
+          f"(clean_flicker_noise {theirs.rows_ratio:.3f}), columns {ours.cols_ratio:.3f}")
+    assert as_recorded.rows_ratio <= 1.5
+    assert as_recorded.cols_ratio <= 1.5
+    assert as_recorded.rows <= theirs_recorded.rows
+    assert as_recorded.total <= theirs_recorded.total
 
 
 def test_isolated_star_fluxes_do_not_change(nrca1, tmp_path):
