@@ -157,6 +157,9 @@ def rate_files(offline_dir):
     if os.path.exists(target):
         shutil.rmtree(target)
     os.replace(work, target)
+    for stale in glob.glob(os.path.join(base, "stage3-*")):  # sets made for older code
+        if stale != target:
+            shutil.rmtree(stale, ignore_errors=True)
     return target
 
 
