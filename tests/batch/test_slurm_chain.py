@@ -1,33 +1,25 @@
-"""A two-stage chain of real commands through a real SLURM, with pylauncher and with GNU parallel.
+"""A two-stage chain of the project's stage scripts through a real SLURM, with pylauncher
+and with GNU parallel.
 
-Stage A makes raw exposures, stage B calibrates them; one line of stage A is
-made to fail. The job of stage A must end non-zero and report that line with
-its exit code, stage B must never start, and the rerun file must hold exactly
-that line; once the cause is removed, submitting the chain with the rerun
-file completes both stages.
-
-Everything stage-specific is in the block marked "the two stages" below:
-``stage_a`` and ``stage_b`` (one Line per exposure), ``break_line`` /
-``fix_line`` and ``FAILURE_TEXT`` (what the broken line's log shows). To run
-the project's own stage scripts instead: simulate the uncals in the fixture,
-make ``stage_a`` the line ``python stage1/snowball_wrapper.py <root>_uncal.fits``
-(output ``calibrated/<root>_rate.fits``) and ``stage_b``
-``python stage2/image2.py calibrated/<root>_rate.fits`` (output
-``calibrated/<root>_cal.fits``) -- the generator's ``stages.detector1_lines``
-and ``stages.image2_lines`` build exactly these -- and let ``break_line`` /
-``fix_line`` truncate and restore that exposure's uncal file
-(``FAILURE_TEXT = "not a readable FITS file"``).
+Stage A is ``stage1/snowball_wrapper.py`` (Detector1 with the snowball
+expansion), stage B ``stage2/image2.py``, on small simulated exposures; the
+lines are the generator's own (``stages.detector1_lines`` and
+``stages.image2_lines``). One exposure's raw file is truncated, so its line
+of stage A fails. The job of stage A must end non-zero and report that line
+with its exit code, stage B must never start, and the rerun file must hold
+exactly that line; once the file is restored, submitting the chain with the
+rerun file completes both stages.
 """
 
 import io
 import os
-import shlex
+import shutil
 import subprocess
 import sys
 
 import pytest
 
-from ceers_nircam.batch import accounting, slurm
+from ceers_nircam.batch import accounting, slurm, stages
 from ceers_nircam.batch.runfile import Line, read_run_file, write_order, write_run_file
 from ceers_nircam.fitsio import check_fits
 
@@ -38,50 +30,58 @@ BROKEN = 2  # the line of stage A that is made to fail
 
 
 # --------------------------------------------------------------------------- the two stages
-STAGE_A, STAGE_B = "make_uncals", "detector1"
-FAILURE_TEXT = "FileExistsError"  # in the broken line's log
+STAGE_A, STAGE_B = "detector1_and_snowballs", "image2"
+FAILURE_TEXT = "not a readable FITS file"  # in the broken line's log
 
 
 def _root(i):
-    return f"jw01345001{i:03d}_02201_00001_nrca1"
+    return f"jw01345001001_02201_{i:05d}_nrca1"
 
 
-def stage_a(i):
-    """Simulate one small subarray exposure (visit i) into uncals/v<i>/."""
-    folder = f"uncals/v{i}"
-    command = shlex.join(["ceers-simulate", folder, "--subarray", "SUB160", "--ngroups", "3",
-                          "--detectors", "NRCA1", "--filters", "F150W", "--dithers", "1",
-                          "--visit", str(i), "--seed", str(i)])
-    return Line(command, key=_root(i), outputs=(f"{folder}/{_root(i)}_uncal.fits",))
+def _plan(work):
+    settings = stages.BatchSettings(workdir=str(work), batch_dir=str(work / "batch"),
+                                    python=sys.executable)
+    return stages.make_plan("1", settings)[1]
 
 
-def stage_b(i):
-    """calwebb_detector1 on that exposure, into calibrated/."""
-    command = shlex.join(["strun", "calwebb_detector1", f"uncals/v{i}/{_root(i)}_uncal.fits",
-                          "--output_dir", "calibrated"])
-    return Line(command, key=_root(i), outputs=(f"calibrated/{_root(i)}_rate.fits",))
+def stage_a(i, work):
+    """snowball_wrapper.py on exposure i (the generator's line)."""
+    return stages.detector1_lines(_plan(work))[i - 1]
+
+
+def stage_b(i, work):
+    """image2.py on that exposure's rate file (the generator's line)."""
+    return stages.image2_lines(_plan(work))[i - 1]
 
 
 def break_line(work, i):
-    """Make line i of stage A fail: its output folder is taken by a plain file."""
-    (work / "uncals").mkdir(exist_ok=True)
-    (work / "uncals" / f"v{i}").write_text("in the way\n")
+    """Make line i of stage A fail: its raw file is cut short (a copy is kept to restore it)."""
+    uncal = work / "uncals" / f"{_root(i)}_uncal.fits"
+    shutil.copyfile(uncal, work / "whole.fits")
+    data = uncal.read_bytes()
+    uncal.write_bytes(data[: len(data) // 2])
 
 
 def fix_line(work, i):
-    (work / "uncals" / f"v{i}").unlink()
+    shutil.move(work / "whole.fits", work / "uncals" / f"{_root(i)}_uncal.fits")
 # ---------------------------------------------------------------------------
 
 
 @pytest.fixture
 def chain(tmp_path, offline_env):
-    """Run files of the two stages in tmp/batch, the working directory tmp/."""
+    """Small simulated exposures in tmp/uncals and the run files of the two stages in
+    tmp/batch, the working directory tmp/."""
+    done = subprocess.run([sys.executable, "-m", "ceers_nircam.offline.simulate",
+                           str(tmp_path / "uncals"), "--subarray", "SUB160",
+                           "--ngroups", "3", "--detectors", "NRCA1", "--filters", "F150W",
+                           "--dithers", str(NLINES)], capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
     (tmp_path / "calibrated").mkdir()
     batch = tmp_path / "batch"
     write_run_file(str(batch / f"{STAGE_A}.run"), STAGE_A,
-                   [stage_a(i) for i in range(1, NLINES + 1)], str(tmp_path))
+                   [stage_a(i, tmp_path) for i in range(1, NLINES + 1)], str(tmp_path))
     write_run_file(str(batch / f"{STAGE_B}.run"), STAGE_B,
-                   [stage_b(i) for i in range(1, NLINES + 1)], str(tmp_path))
+                   [stage_b(i, tmp_path) for i in range(1, NLINES + 1)], str(tmp_path))
     write_order(str(batch), [f"{STAGE_A}.run", f"{STAGE_B}.run"])
     return tmp_path, batch
 
@@ -124,7 +124,7 @@ def test_failed_line_stops_the_chain_and_its_rerun_completes_it(slurm_cluster, c
     failed = [st for st in results[0][1] if st.state == accounting.FAILED]
     assert [(st.number, st.record["exit_code"]) for st in failed] == [(BROKEN, 1)]
     rerun = read_run_file(str(batch / f"{STAGE_A}.rerun.run"))
-    assert [line.command for _, line in rerun.lines] == [stage_a(BROKEN).command]
+    assert [line.command for _, line in rerun.lines] == [stage_a(BROKEN, work).command]
 
     # Remove the cause and submit the chain with the rerun file: it completes.
     fix_line(work, BROKEN)
@@ -136,12 +136,12 @@ def test_failed_line_stops_the_chain_and_its_rerun_completes_it(slurm_cluster, c
     results = accounting.report_status([str(batch)], out=io.StringIO())
     assert all(accounting.all_done(states) for _, states in results)
     for i in range(1, NLINES + 1):
-        for output in stage_b(i).outputs:
+        for output in stage_b(i, work).outputs:
             check_fits(work / output, extensions=("SCI", "DQ"))
     assert not (batch / f"{STAGE_A}.rerun.run").exists()
     # The lines that had succeeded ran once, in the first job; the fixed one in the second.
     runfile = read_run_file(str(batch / f"{STAGE_A}.run"))
-    jobs = {i: accounting.read_record(accounting.record_paths(runfile, stage_a(i))[0])["job"]
+    jobs = {i: accounting.read_record(accounting.record_paths(runfile, stage_a(i, work))[0])["job"]
             for i in range(1, NLINES + 1)}
     assert jobs == {i: (a2 if i == BROKEN else a1) for i in range(1, NLINES + 1)}
 
