@@ -1,0 +1,238 @@
+"""The simulated pointing the stage-3 tests share, and measurements against its truth.
+
+One CEERS-like visit (observation 1, visit 1): NRCA1 and NRCA3 in F150W and
+NRCALONG in F277W, three dithers, full frames, the simulator's flight-like
+defaults and a visit pointing error of (0.25, -0.35) arcsec written into the
+headers. Detector1 is the plain jwst pipeline; Image2 is our stage2/image2.py.
+
+Simulation and Detector1 take most of the time (about 40 s per exposure on
+two shared cores), so their products (rate, truth and noiseless-rate files and
+the reference catalog) are kept in ``<offline dir>/testdata/<key>``, where the key is a
+hash of the configuration, the simulator's source and the jwst and stcal
+versions: a change to any of them makes a new set. ``CEERS_TEST_CACHE=0``
+turns the cache off. Image2 and everything after it always run afresh.
+"""
+
+import dataclasses
+import glob
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+
+import numpy as np
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+POINTING_ERROR = (0.25, -0.35)
+VISIT = "jw01345001001"
+
+# The DR0.5 values of the spec (pointing 1, F150W); F277W fits rotation and scale.
+CONFIG = """[{visit}]
+# source finding parameters
+detect_thresh  = 4
+detect_minarea = 16
+deblend        = 4
+kernel_fwhm    = 1.5
+kernel_nsigma  = 5
+snr_threshold  = 2.5
+bkg_boxsize    = 100
+# Relative alignment:
+minobj         = 20
+searchrad      = 1.0
+separation     = 0.2
+tolerance      = 0.1
+nclip          = 1
+sigma          = 0.6
+# Absolute alignment:
+abs_minobj     = 20
+abs_searchrad  = 1.0
+abs_separation = 0.6
+abs_tolerance  = 0.4
+abs_nclip      = 1
+abs_sigma      = 0.8
+abs_fitgeom    = {fitgeom}
+"""
+
+
+def write_config(directory, filt, visit=VISIT):
+    fitgeom = "rscale" if filt == "F277W" else "rshift"
+    path = os.path.join(directory, f"{filt.lower()}.cfg")
+    with open(path, "w") as fh:
+        fh.write(CONFIG.format(visit=visit, fitgeom=fitgeom))
+    return path
+
+
+def config():
+    from ceers_nircam.offline.simulate import SimulationConfig
+
+    return SimulationConfig(detectors=("NRCA1", "NRCA3", "NRCALONG"), filters=("F150W", "F277W"),
+                            ndithers=3, pointing_error=POINTING_ERROR)
+
+
+def cache_key(cfg):
+    import jwst
+    import stcal
+
+    digest = hashlib.sha1(repr(dataclasses.asdict(cfg)).encode())
+    digest.update(f"{jwst.__version__} {stcal.__version__} {DETECTOR1_STEPS}".encode())
+    offline = os.path.join(ROOT, "ceers_nircam", "offline")
+    for path in sorted(glob.glob(os.path.join(offline, "*.py"))):
+        with open(path, "rb") as fh:
+            digest.update(fh.read())
+    return digest.hexdigest()[:12]
+
+
+def simulate_with_ideals(cfg, directory):
+    """What ``simulate`` writes, plus each exposure's noiseless rate (``<root>_ideal.fits``, DN/s:
+    scene, sky, wisp and the striping's row and column patterns); return the uncal paths."""
+    from astropy.io import fits
+
+    from ceers_nircam.offline import scene
+    from ceers_nircam.offline.simulate import load_catalog, plan_exposures, simulate_exposure
+
+    catalog = load_catalog(cfg)
+    catalog.write(os.path.join(directory, "truth_catalog.ecsv"), overwrite=True)
+    scene.reference_catalog(catalog, seed=cfg.seed).write(
+        os.path.join(directory, "reference_catalog.ecsv"), overwrite=True)
+    uncals = []
+    for exp in plan_exposures(cfg):
+        uncal, _, ideal = simulate_exposure(cfg, exp, catalog, directory,
+                                            os.path.join(directory, "wisp_templates"), keep_ideal=True)
+        fits.writeto(os.path.join(directory, f"{exp.rootname}_ideal.fits"), ideal.astype(np.float32))
+        uncals.append(uncal)
+    return uncals
+
+
+# Detector1 as the tests run it: the pipeline's defaults, plus its own 1/f cleaning per
+# amplifier (CEERS removes the striping in stage 1, before Image2; without it outlier
+# detection flags the dark stripes). Part of the cache key.
+DETECTOR1_STEPS = {"clean_flicker_noise": {"skip": False, "fit_by_channel": True}}
+
+
+def detector1(uncal, directory):
+    """Run Detector1 (:data:`DETECTOR1_STEPS`) on one exposure, keeping only its rate file."""
+    from jwst.pipeline import Detector1Pipeline
+
+    from ceers_nircam.cli import quiet_loggers
+
+    with quiet_loggers("stpipe", "jwst", "stcal", "CRDS"):
+        Detector1Pipeline.call(uncal, output_dir=directory, save_results=True, steps=DETECTOR1_STEPS)
+    root = os.path.basename(uncal)[: -len("_uncal.fits")]
+    for suffix in ("_trapsfilled.fits", "_rateints.fits"):
+        path = os.path.join(directory, root + suffix)
+        if os.path.exists(path):
+            os.remove(path)
+
+
+def _simulate_and_detector1(cfg, directory):
+    uncals = simulate_with_ideals(cfg, directory)
+    for uncal in uncals:
+        detector1(uncal, directory)
+        os.remove(uncal)
+
+
+def rate_files(offline_dir):
+    """The directory holding the simulated pointing's rate, truth and catalog files (made once)."""
+    cfg = config()
+    use_cache = os.environ.get("CEERS_TEST_CACHE", "1") != "0"
+    base = os.path.join(offline_dir, "testdata")
+    target = os.path.join(base, f"stage3-{cache_key(cfg)}")
+    if use_cache and os.path.exists(os.path.join(target, "complete")):
+        return target
+    os.makedirs(base, exist_ok=True)
+    work = tempfile.mkdtemp(prefix=".stage3-", dir=base)
+    _simulate_and_detector1(cfg, work)
+    with open(os.path.join(work, "complete"), "w") as fh:
+        json.dump({"config": repr(cfg)}, fh)
+    if not use_cache:
+        return work
+    if os.path.exists(target):
+        shutil.rmtree(target)
+    os.replace(work, target)
+    return target
+
+
+def run_script(script, *args, check=True):
+    """Run one of our scripts as a user would; return the CompletedProcess."""
+    result = subprocess.run([sys.executable, os.path.join(ROOT, script), *map(str, args)],
+                            capture_output=True, text=True)
+    if check and result.returncode != 0:
+        raise AssertionError(f"{script} failed ({result.returncode}):\n{result.stderr[-3000:]}")
+    return result
+
+
+# --------------------------------------------------------------------------
+# measurements against the truth
+
+
+def truth_sources(truth, shape=(2048, 2048), margin=10):
+    """Truth sources on the detector (true pixel positions), brighter than 27 mag."""
+    src = truth["sources"]
+    x, y = np.asarray(src["x"]), np.asarray(src["y"])
+    ny, nx = shape
+    keep = (x > margin) & (x < nx - 1 - margin) & (y > margin) & (y < ny - 1 - margin)
+    return src[keep & (np.asarray(src["mag"]) < 27.0)]
+
+
+def sky_offsets_mas(wcs, sources):
+    """(dRA cos Dec, dDec) in mas of where a WCS puts the true pixel positions, minus the truth."""
+    ra, dec = wcs(np.asarray(sources["x"], float), np.asarray(sources["y"], float))
+    cosd = np.cos(np.deg2rad(np.asarray(sources["dec"], float)))
+    return ((ra - np.asarray(sources["ra"])) * cosd * 3.6e6,
+            (dec - np.asarray(sources["dec"])) * 3.6e6)
+
+
+def detected(sources, catalog, radius=1.0):
+    """Rows of ``sources`` with a catalog source within ``radius`` pixels (matched sources)."""
+    from scipy.spatial import cKDTree
+
+    if len(catalog) == 0:
+        return sources[:0]
+    tree = cKDTree(np.column_stack([catalog["x"], catalog["y"]]))
+    dist, _ = tree.query(np.column_stack([sources["x"], sources["y"]]), distance_upper_bound=radius)
+    return sources[np.isfinite(dist)]
+
+
+def pairwise_rms_mas(positions):
+    """RMS (mas) of the sky-position differences of the same sources between dithers.
+
+    ``positions`` maps a dither to {source id: (ra, dec)} in degrees.
+    """
+    keys = sorted(positions)
+    diffs = []
+    for i, a in enumerate(keys):
+        for b in keys[i + 1:]:
+            common = sorted(set(positions[a]) & set(positions[b]))
+            if not common:
+                continue
+            pa = np.array([positions[a][k] for k in common])
+            pb = np.array([positions[b][k] for k in common])
+            cosd = np.cos(np.deg2rad(pa[:, 1]))
+            diffs.append(np.column_stack([(pa[:, 0] - pb[:, 0]) * cosd, pa[:, 1] - pb[:, 1]]) * 3.6e6)
+    d = np.concatenate(diffs)
+    return float(np.sqrt(np.mean(np.sum(d**2, axis=1))))
+
+
+def _conftest_shared_data():
+    # tests/conftest.py defines SHARED_DATA; pytest has imported it (under a name of its choosing).
+    wanted = os.path.join(ROOT, "tests", "conftest.py")
+    for module in list(sys.modules.values()):
+        if getattr(module, "__file__", None) == wanted and hasattr(module, "SHARED_DATA"):
+            return module.SHARED_DATA
+    return os.path.join(os.path.dirname(ROOT), "shared", "data", "ceers-dr05")
+
+
+def shared_data():
+    """``../shared/data/ceers-dr05`` (tests/conftest.py's SHARED_DATA), or the same folder beside
+    a directory further up (a git worktree kept under a subfolder of the project's parent)."""
+    path = _conftest_shared_data()
+    folder = os.path.dirname(ROOT)
+    while not os.path.isdir(path) and os.path.dirname(folder) != folder:
+        folder = os.path.dirname(folder)
+        candidate = os.path.join(folder, "shared", "data", "ceers-dr05")
+        if os.path.isdir(candidate):
+            return candidate
+    return path
