@@ -9,6 +9,7 @@ association of the aligned images.
 
 import dataclasses
 import glob
+import logging
 import os
 import shutil
 
@@ -87,3 +88,78 @@ def outliers(pointing, aligned, tmp_path_factory):
     result = data.run_script("stage3/image3_part1.py", os.path.join(work, "nircam1_f150w.json"),
                              "--output_dir", crf_dir)
     return {"dir": work, "crf_dir": crf_dir, "log": result.stderr}
+
+
+@dataclasses.dataclass
+class Matched:
+    """The pointing's images through skywcsvar.py: ``dir`` holds the associations, ``cal_dir``
+    (``<dir>/calibrated``) the rate copies, 1/f masks, _crf, _bkgsub1 and _match files."""
+
+    dir: str
+    cal_dir: str
+    roots: list
+    logs: dict
+
+    def path(self, root, suffix):
+        return os.path.join(self.cal_dir, f"{root}_{suffix}.fits")
+
+
+@pytest.fixture(scope="session")
+def matched(pointing, aligned, tmp_path_factory):
+    """Stage 3 up to the _match files, as CEERS runs it, on the aligned pointing.
+
+    Copies of the rate files go through stage 1's wisp step (NRCA3 in F150W: CEERS removes the
+    wisp before stage 2, and a wisp left in would be part of any sky level) and 1/f step (which
+    writes the source masks _rate_1fmask.fits that skywcsvar reads). The three wisp-subtracted
+    exposures go through image2.py again and get their saved alignment with updatewcs.py; the
+    others keep the aligned images of ``aligned``. Then associations.py, image3_part1.py on
+    both filters, and skywcsvar.py on every _crf file (scripts run in this process).
+    """
+    from astropy.io import fits
+
+    from ceers_nircam.nircam import WISP_DETECTORS, WISP_FILTERS
+
+    work = str(tmp_path_factory.mktemp("matched"))
+    cal = os.path.join(work, "calibrated")
+    os.makedirs(cal)
+    roots = pointing.roots()
+    logs = {}
+    for root in roots:
+        rate = shutil.copy(os.path.join(pointing.rate_dir, f"{root}_rate.fits"), cal)
+        header = fits.getheader(rate)
+        wisp = header["DETECTOR"] in WISP_DETECTORS and header["FILTER"] in WISP_FILTERS
+        if wisp:
+            data.run_in_process("stage1/wispsub.py", rate, "--fit")
+        data.run_in_process("stage1/remstriping.py", rate)
+        if wisp:
+            data.run_in_process("stage2/image2.py", rate, "--output_dir", cal)
+            data.run_in_process("stage3/updatewcs.py", "--image", os.path.join(cal, f"{root}_cal.fits"),
+                                "--wcs_dir", aligned["wcs_dir"])
+        else:
+            shutil.copy(os.path.join(aligned["dir"], f"{root}_tweakreg.fits"), cal)
+    data.run_in_process("stage3/associations.py", "--pointing", "nircam1", "--input_dir", cal,
+                        "--output_dir", work, "--suffix", "tweakreg")
+    for filt in ("f150w", "f277w"):
+        data.run_in_process("stage3/image3_part1.py", os.path.join(work, f"nircam1_{filt}.json"),
+                            "--output_dir", cal)
+    handler = _Capture()
+    logging.getLogger("ceers").addHandler(handler)
+    try:
+        for root in roots:
+            handler.lines = []
+            data.run_in_process("stage3/skywcsvar.py", "--image", os.path.join(cal, f"{root}_a3001_crf.fits"))
+            logs[root] = "\n".join(handler.lines)
+    finally:
+        logging.getLogger("ceers").removeHandler(handler)
+    return Matched(work, cal, roots, logs)
+
+
+class _Capture(logging.Handler):
+    """Keeps the messages of the ``ceers`` loggers."""
+
+    def __init__(self):
+        super().__init__(logging.INFO)
+        self.lines = []
+
+    def emit(self, record):
+        self.lines.append(record.getMessage())

@@ -155,6 +155,20 @@ def rate_files(offline_dir):
     return target
 
 
+def run_in_process(script, *args):
+    """Run one of our scripts in this process (its ``main``), saving the start-up of a new
+    interpreter with jwst; raise if it fails."""
+    import importlib.util
+
+    name = "script_" + script.replace("/", "_").replace(".py", "")
+    spec = importlib.util.spec_from_file_location(name, os.path.join(ROOT, script))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    status = module.main([str(a) for a in args])
+    if status != 0:
+        raise AssertionError(f"{script} {' '.join(map(str, args))} failed ({status})")
+
+
 def run_script(script, *args, check=True):
     """Run one of our scripts as a user would; return the CompletedProcess."""
     result = subprocess.run([sys.executable, os.path.join(ROOT, script), *map(str, args)],
