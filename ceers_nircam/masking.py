@@ -214,6 +214,10 @@ class SourceMaskParams:
     clip_nsigma: float = option(5.0, "clipping level above the coarse background (sigma)")
     stats_stride: int = option(3, "take every n-th row and column for the tier thresholds "
                                       "(the smoothed images are correlated over many pixels)")
+    threshold_noise: str = option("smoothed", "what nsigmas count: the clipped standard deviation "
+                                              "of each tier's smoothed image ('smoothed', the 1/f "
+                                              "mask's) or of the unsmoothed pixels ('pixel', the "
+                                              "mosaics')", choices=("smoothed", "pixel"))
 
     def __post_init__(self):
         n = len(self.smooth_sigmas)
@@ -241,7 +245,10 @@ def tiered_source_mask(image, excluded=None, params=SourceMaskParams()):
     pixels are filled with a robust background; a ring median removes the
     local background; each tier smooths the residual with its Gaussian,
     thresholds at the clipped median plus ``nsigma`` clipped standard
-    deviations of what earlier tiers left unmasked, keeps segments of at
+    deviations of what earlier tiers left unmasked (of the smoothed image,
+    or with ``threshold_noise="pixel"`` of the unsmoothed pixels: then a
+    wide tier finds only extended light brighter than ``nsigma`` times the
+    pixel noise, however faint its noise after smoothing), keeps segments of at
     least ``min_area`` pixels and grows them by a square. Wide tiers catch
     the faint extended wings of bright galaxies, narrow ones faint compact
     sources.
@@ -260,14 +267,19 @@ def tiered_source_mask(image, excluded=None, params=SourceMaskParams()):
         img = _clip_bright(img, bad, params)
     resid = img - ring_median(img, params.ring_radius, params.ring_width, params.ring_block)
     masked = bad.copy()
+    step = params.stats_stride
+    pixel_std = None
+    if params.threshold_noise == "pixel":
+        _, _, pixel_std = sigma_clipped_stats(resid[::step, ::step][~bad[::step, ::step]],
+                                              sigma=3.0, maxiters=5)
     tiers = zip(params.smooth_sigmas, params.nsigmas, params.min_areas, params.dilations)
     for k, (sigma, nsigma, min_area, grow) in enumerate(tiers, start=1):
         smooth = gaussian_smooth(resid, sigma)
-        step = params.stats_stride
         sample = smooth[::step, ::step][~masked[::step, ::step]]
         if sample.size < 10:
             break
         _, median, std = sigma_clipped_stats(sample, sigma=3.0, maxiters=5)
+        std = pixel_std if pixel_std is not None else std
         found = segments(smooth > median + nsigma * std, min_area)
         found = dilate_square(found, grow)
         if k == 1:

@@ -61,7 +61,7 @@ class Grid:
             return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in values.items()})
         except FileNotFoundError:
             raise CeersError(f"{path}: no such grid file") from None
-        except (OSError, ValueError, TypeError) as err:
+        except (OSError, ValueError, TypeError, AttributeError) as err:
             raise CeersError(f"{path}: not a grid file ({err})") from None
 
     def write(self, path):

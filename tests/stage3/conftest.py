@@ -97,8 +97,10 @@ class Matched:
 
     dir: str
     cal_dir: str
+    rate_dir: str
     roots: list
     logs: dict
+    crf_md5: dict
 
     def path(self, root, suffix):
         return os.path.join(self.cal_dir, f"{root}_{suffix}.fits")
@@ -108,12 +110,13 @@ class Matched:
 def matched(pointing, aligned, tmp_path_factory):
     """Stage 3 up to the _match files, as CEERS runs it, on the aligned pointing.
 
-    Copies of the rate files go through stage 1's wisp step (NRCA3 in F150W: CEERS removes the
-    wisp before stage 2, and a wisp left in would be part of any sky level) and 1/f step (which
-    writes the source masks _rate_1fmask.fits that skywcsvar reads). The three wisp-subtracted
-    exposures go through image2.py again and get their saved alignment with updatewcs.py; the
-    others keep the aligned images of ``aligned``. Then associations.py, image3_part1.py on
-    both filters, and skywcsvar.py on every _crf file (scripts run in this process).
+    NRCA3's F150W rate files go through stage 1's wisp step (CEERS removes the wisp before
+    stage 2; left in, it would be part of any sky level), image2.py again and updatewcs.py
+    (their saved alignment); the other exposures keep the aligned images of ``aligned``.
+    Detector1 removed the 1/f striping here (stage3_data.DETECTOR1_STEPS), so stage 1's 1/f
+    step runs on copies of the rate files only for the source masks _rate_1fmask.fits that
+    skywcsvar reads. Then associations.py, image3_part1.py on both filters, and skywcsvar.py on
+    every _crf file (scripts run in this process).
     """
     from astropy.io import fits
 
@@ -124,24 +127,27 @@ def matched(pointing, aligned, tmp_path_factory):
     os.makedirs(cal)
     roots = pointing.roots()
     logs = {}
+    stage1 = os.path.join(work, "stage1")
+    os.makedirs(stage1)
     for root in roots:
-        rate = shutil.copy(os.path.join(pointing.rate_dir, f"{root}_rate.fits"), cal)
+        rate = shutil.copy(os.path.join(pointing.rate_dir, f"{root}_rate.fits"), stage1)
         header = fits.getheader(rate)
-        wisp = header["DETECTOR"] in WISP_DETECTORS and header["FILTER"] in WISP_FILTERS
-        if wisp:
+        if header["DETECTOR"] in WISP_DETECTORS and header["FILTER"] in WISP_FILTERS:
             data.run_in_process("stage1/wispsub.py", rate, "--fit")
-        data.run_in_process("stage1/remstriping.py", rate)
-        if wisp:
             data.run_in_process("stage2/image2.py", rate, "--output_dir", cal)
             data.run_in_process("stage3/updatewcs.py", "--image", os.path.join(cal, f"{root}_cal.fits"),
                                 "--wcs_dir", aligned["wcs_dir"])
         else:
             shutil.copy(os.path.join(aligned["dir"], f"{root}_tweakreg.fits"), cal)
+        # The 1/f step's source mask (Detector1 already removed the striping here).
+        data.run_in_process("stage1/remstriping.py", rate)
+        shutil.move(os.path.join(stage1, f"{root}_rate_1fmask.fits"), cal)
     data.run_in_process("stage3/associations.py", "--pointing", "nircam1", "--input_dir", cal,
                         "--output_dir", work, "--suffix", "tweakreg")
     for filt in ("f150w", "f277w"):
         data.run_in_process("stage3/image3_part1.py", os.path.join(work, f"nircam1_{filt}.json"),
                             "--output_dir", cal)
+    crf_md5 = {root: data.md5(os.path.join(cal, f"{root}_a3001_crf.fits")) for root in roots}
     handler = _Capture()
     logging.getLogger("ceers").addHandler(handler)
     try:
@@ -151,7 +157,7 @@ def matched(pointing, aligned, tmp_path_factory):
             logs[root] = "\n".join(handler.lines)
     finally:
         logging.getLogger("ceers").removeHandler(handler)
-    return Matched(work, cal, roots, logs)
+    return Matched(work, cal, pointing.rate_dir, roots, logs, crf_md5)
 
 
 class _Capture(logging.Handler):
@@ -163,3 +169,39 @@ class _Capture(logging.Handler):
 
     def emit(self, record):
         self.lines.append(record.getMessage())
+
+
+@dataclasses.dataclass
+class Mosaics:
+    """Mosaics of the pointing on one derived grid: ``i2d[filter]`` (F150W, F277W), the grid
+    file, ``scene[filter]``: the noiseless source light of the same exposures drizzled the same
+    way (sky, wisp and striping left out), and the stderr of the runs."""
+
+    dir: str
+    grid: str
+    i2d: dict
+    scene: dict
+    logs: dict
+
+
+@pytest.fixture(scope="session")
+def mosaics(matched):
+    """make_mosaic.py on both filters' _final associations, on the window of the DR0.5 frame
+    that covers the F150W images (--cover, saved with --save_grid; the F277W images reach
+    beyond it and are cut at its edges, as at the edge of a DR0.5 grid); then the
+    noiseless scene of each exposure, put in a copy of its _match file (so that it carries
+    the same WCS, flags and weights), drizzled onto the same grid."""
+    out = os.path.join(matched.dir, "mosaics")
+    grid = os.path.join(matched.dir, "grid_nircam1_test.json")
+    i2d, scene, logs = {}, {}, {}
+    cover = [os.path.join(matched.dir, "nircam1_f150w_final.json")]
+    for filt in ("f150w", "f277w"):
+        asn = os.path.join(matched.dir, f"nircam1_{filt}_final.json")
+        grid_args = ("--cover", *cover, "--save_grid", grid) if filt == "f150w" else ("--grid", grid)
+        logs[filt] = data.run_script("stage3/make_mosaic.py", asn, *grid_args, "--output_dir", out).stderr
+        i2d[filt] = os.path.join(out, f"ceers_nircam1_{filt}_i2d.fits")
+        scene_asn = data.scene_association(matched, filt)
+        data.run_script("stage3/make_mosaic.py", scene_asn, "--grid", grid, "--output_dir",
+                        os.path.join(matched.dir, "scene"))
+        scene[filt] = os.path.join(matched.dir, "scene", f"ceers_nircam1_{filt}_scene_i2d.fits")
+    return Mosaics(out, grid, i2d, scene, logs)
