@@ -124,6 +124,21 @@ def sorted_dir_name(observation, pointings):
     return f"nircam{pointing}" if pointing is not None else f"obs{int(observation):03d}"
 
 
+def pointing_group(observation, pointings):
+    """Name under which an observation's images are associated and mosaicked.
+
+    A pointing's first observation gives ``nircamN``; its later ones
+    ``nircamNb``, ``nircamNc`` ... (observation 52 of pointing 2 is
+    ``nircam2b``). ``None`` for an observation missing from the table.
+    """
+    pointing = pointing_of(observation, pointings)
+    if pointing is None:
+        return None
+    members = sorted({int(o) for o in pointings["observation"][pointings["pointing"] == pointing]})
+    index = members.index(int(observation))
+    return f"nircam{pointing}" + (chr(ord("a") + index) if index else "")
+
+
 def observation_number(filename):
     """Observation number encoded in a JWST file or observation name, or ``None``.
 

@@ -48,6 +48,17 @@ def write_hdulist(hdulist, path):
     return path
 
 
+def write_images(path, images, headers=None):
+    """Write named image extensions (``{name: array}``, in order) to a FITS file atomically.
+
+    ``headers`` optionally maps an extension name to its header cards.
+    """
+    headers = headers or {}
+    hdus = [fits.PrimaryHDU()] + [fits.ImageHDU(data, headers.get(name), name=name)
+                                  for name, data in images.items()]
+    return write_hdulist(fits.HDUList(hdus), path)
+
+
 def save_model(model, path):
     """Save a jwst datamodel atomically under ``path``.
 

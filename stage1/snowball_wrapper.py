@@ -33,7 +33,10 @@ def _main(argv):
         return 0
     ramp = detector1.run_to_jump(uncal, params)
     if not params.expand_large_events:
-        ramp, _ = snowballs.apply(ramp, params)
+        ramp, status = snowballs.apply(ramp, params)
+        if params.save_mask:
+            fitsio.write_images(os.path.join(params.output_dir, f"{root}_snowmask.fits"),
+                                {"SNOWMASK": status.products["snowmask"]})
     if not params.delete_interim:
         fitsio.save_model(ramp, os.path.join(params.output_dir, f"{root}_ramp.fits"))
     rate, rateints = detector1.fit_ramps(ramp, params)

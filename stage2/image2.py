@@ -9,7 +9,7 @@ batch line is one image. Usage and examples: stage2.md.
 import os
 import sys
 
-from ceers_nircam import cli, fitsio, pipeline
+from ceers_nircam import cli, fitsio, names, pipeline
 
 STEP = "image2"
 log = cli.get_logger(STEP)
@@ -24,14 +24,12 @@ def _main(argv):
     rate = args.rate
     if params.input_dir and not os.path.dirname(rate):
         rate = os.path.join(params.input_dir, rate)
-    if not rate.endswith("_rate.fits"):
-        raise cli.CeersError(f"{rate}: expected a file ending in _rate.fits")
+    cal = names.swap_suffix(os.path.join(params.output_dir, os.path.basename(rate)), "rate", "cal")
     fitsio.require_nircam(fitsio.check_fits(rate, ["SCI", "ERR", "DQ"]), rate)
     parfile = pipeline.ensure_parameter_file(pipeline.IMAGE2, params.parameter_file,
                                              params.output_dir)
     products = pipeline.run_strun(parfile, rate, params.output_dir, step=STEP, params={
         "parameter_file": os.path.basename(parfile), "jwst": pipeline.jwst_version()})
-    cal = os.path.join(params.output_dir, os.path.basename(rate)[: -len("_rate.fits")] + "_cal.fits")
     if cal not in products:
         raise cli.CeersError(f"{rate}: calwebb_image2 wrote no {os.path.basename(cal)}")
     log.info("Wrote %s", cal)

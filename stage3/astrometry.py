@@ -3,8 +3,8 @@
 
 Sources are found in each image (photutils, windowed centroids); each
 detector's dithers are aligned to each other (shifts), then to the absolute
-reference catalog. Always writes the results table; with --save_results also
-_tweakreg.fits and _tweakreg.asdf per image and a residual PNG per detector.
+reference catalog. Writes the results table and <root>_tweakreg.fits per image;
+with --save_results also _tweakreg.asdf per image and a residual PNG per detector.
 Usage and examples: stage3.md.
 """
 
@@ -48,12 +48,10 @@ def _main(argv):
     if failed:
         raise cli.CeersError(f"{opts.visit} {opts.filter}: fit failed ({'; '.join(failed)}); "
                              f"no aligned image written (results in {table_path})")
-    if not opts.save_results:
-        return 0
     entry = {"visit": opts.visit, "config": os.path.basename(opts.config),
              "refcat": os.path.basename(opts.refcat), "abs_fitgeom": params.abs_fitgeom}
     astrometry.save_products(models, fits, refcat, out_dir, opts.wcs_dir or out_dir,
-                             opts.visit, opts.filter.upper(), entry)
+                             opts.visit, opts.filter.upper(), entry, opts.save_results)
     log.info("Wrote %d aligned images to %s", len(models), out_dir)
     return 0
 

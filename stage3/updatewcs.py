@@ -11,7 +11,7 @@ import sys
 
 from stdatamodels.jwst import datamodels
 
-from ceers_nircam import cli, fitsio, history
+from ceers_nircam import cli, fitsio, history, names
 from ceers_nircam.steps import astrometry
 
 STEP = "updatewcs"
@@ -26,14 +26,13 @@ def _main(argv):
     if not params.image:
         raise cli.CeersError("missing required option --image")
     image = params.image
-    if not image.endswith("_cal.fits"):
-        raise cli.CeersError(f"{image}: expected a file ending in _cal.fits")
-    fitsio.require_nircam(fitsio.check_fits(image, ["SCI"]), image)
-    root = os.path.basename(image)[: -len("_cal.fits")]
     folder = os.path.dirname(image) or "."
+    out = names.swap_suffix(os.path.join(params.output_dir or folder, os.path.basename(image)),
+                            "cal", "tweakreg")
+    fitsio.require_nircam(fitsio.check_fits(image, ["SCI"]), image)
+    root = names.exposure_root(image)
     saved = os.path.join(params.wcs_dir or folder, f"{root}_tweakreg.asdf")
     wcs, wcsinfo, _ = astrometry.load_wcs(saved)
-    out = os.path.join(params.output_dir or folder, f"{root}_tweakreg.fits")
     with datamodels.ImageModel(image) as model:
         try:
             astrometry.apply_wcs(model, wcs, wcsinfo)

@@ -357,3 +357,9 @@ def test_failing_mast_query_is_retried_then_one_line_error(mast, tmp_path, times
         last = result.stderr.strip().splitlines()[-1]
         assert last.startswith(f"ERROR: MAST query for observation 3 failed at {mast.url}: 503")
         assert result.stdout == ""
+
+
+@pytest.mark.parametrize("observation, group", [(1, "nircam1"), (2, "nircam2"), (52, "nircam2b"),
+                                                (4, "nircam6"), (69, "nircam9"), (77, None)])
+def test_pointing_group_names_a_pointings_later_observations_with_a_letter(observation, group):
+    assert download.pointing_group(observation, download.load_pointings()) == group

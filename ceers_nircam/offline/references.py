@@ -66,8 +66,8 @@ def _common_meta(model, reftype, detector, description, subarray="FULL"):
         return model
     xstart, ystart, size, _ = inst.subarray(subarray)
     sub.name, sub.xstart, sub.ystart, sub.xsize, sub.ysize = subarray, xstart, ystart, size, size
-    # References shared by every detector ("ANY") keep the default axes.
-    sub.fastaxis, sub.slowaxis = READOUT_AXES.get(detector.upper(), (1, 2))
+    if detector.upper() in READOUT_AXES:  # detector-independent references (ANY) carry none
+        sub.fastaxis, sub.slowaxis = READOUT_AXES[detector.upper()]
     return model
 
 

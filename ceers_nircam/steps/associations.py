@@ -18,7 +18,7 @@ import os
 import string
 import warnings
 
-from .. import survey
+from .. import names, survey
 from ..cli import CeersError, get_logger, option
 from ..download import load_pointings, observations_for
 
@@ -75,7 +75,7 @@ def find_images(input_dir, observations, suffix="cal"):
             filt = str(header.get("FILTER", "")).strip().upper()
             if not filt:
                 raise CeersError(f"{path}: no FILTER keyword")
-            root = os.path.basename(path)[: -len(f"_{suffix}.fits")]
+            root = names.exposure_root(path)
             found.setdefault((obs, filt), []).append(root)
     return found
 

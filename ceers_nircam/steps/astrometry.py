@@ -14,7 +14,12 @@ TweakReg is run twice per detector (relative, then absolute with the
 detector's images in one group) by a subclass that keeps the tweakwcs fit
 results (``fit_info``: matches, RMS, MAE, shift, rotation, scale) that the
 step computes and then discards. The results table is made from those, not
-from log text.
+from log text. For the absolute pass each source is listed in one dither's
+catalog only (:func:`group_catalogs`): TweakReg matches the group as one
+catalog, one detection to each reference source, and among a source's
+detections in several dithers it would take the one nearest to where its
+first guess of the offset puts the reference, which pulls the fit towards
+that guess.
 
 Parameters come from CEERS's per-filter INI files, one section per visit.
 TweakReg silently skips a fit whose separation is not larger than sqrt(2)
@@ -30,7 +35,7 @@ import os
 import numpy as np
 from astropy.table import Table
 
-from .. import nircam
+from .. import names, nircam
 from ..cli import CeersError, get_logger, option
 from .sourcecat import DetectionParams
 
@@ -264,13 +269,14 @@ def unique_sources(ra, dec, weights, radius):
 def group_catalogs(models, catalogs, radius=None):
     """The catalogs of a detector's dithers with every source in one of them only.
 
-    TweakReg fits a group of images to the reference catalog as one catalog,
-    and its matching drops every source that has another within
-    ``abs_separation``: a source detected in all three dithers would be
-    dropped, leaving only the sources seen in one dither (near the edges,
-    where centroids are worst). Each source is therefore kept in the dither
-    where its centroid weighs most (positions through the relatively aligned
-    WCS; ``radius`` arcsec, default :data:`DUPLICATE_RADIUS`).
+    TweakReg fits a group of images to the reference catalog as one catalog
+    and matches one detection to each reference source: of a source seen in
+    three dithers it takes the detection nearest to where its first guess
+    of the offset puts the reference, so the matched sample leans towards
+    that guess and so does the fit (on a simulated pointing, by 5-10 mas).
+    Each source is therefore kept in the dither where its centroid weighs
+    most (positions through the relatively aligned WCS; ``radius`` arcsec,
+    default :data:`DUPLICATE_RADIUS`).
     """
     radius = DUPLICATE_RADIUS if radius is None else radius
     ra, dec, weights = [], [], []
@@ -285,11 +291,7 @@ def group_catalogs(models, catalogs, radius=None):
 
 
 def _root(model):
-    name = model.meta.filename
-    for suffix in ("_cal.fits", "_tweakreg.fits", ".fits"):
-        if name.endswith(suffix):
-            return name[: -len(suffix)]
-    return name
+    return names.exposure_root(model.meta.filename)
 
 
 def result_row(kind, name, detector, nimages, fit, pixel_scale):
@@ -502,8 +504,8 @@ class AstrometryOptions:
                          "(required)")
     refcat: str = option("", "absolute reference catalog with RA, DEC (and a magnitude) "
                          "(required)")
-    save_results: bool = option(False, "write _tweakreg.fits and _tweakreg.asdf per image and a "
-                                "residual PNG per detector group")
+    save_results: bool = option(False, "also write _tweakreg.asdf (the aligned WCS) per image and "
+                                "a residual PNG per detector group")
     output_dir: str = option("", "where products go (default: the directory of the first image)")
     wcs_dir: str = option("", "where _tweakreg.asdf files go (default: --output_dir)")
     catalog_dir: str = option("", "keep the source catalogs here (default: not kept)")
@@ -527,7 +529,7 @@ def check_inputs(paths, visit, filt):
         header = check_fits(path, ["SCI", "ERR", "DQ"])
         require_nircam(header, path)
         name = os.path.basename(path)
-        if not name.startswith(visit + "_"):
+        if names.exposure_parts(name)["visit_id"] != visit:
             raise CeersError(f"{path}: not an image of visit {visit}")
         if str(header.get("FILTER", "")).upper() != filt.upper():
             raise CeersError(f"{path}: filter {header.get('FILTER')}, expected {filt.upper()}")
@@ -568,13 +570,13 @@ def align_visit(paths, params, refcat_path, catalog_dir):
 
 def tweaked_name(model):
     """``<root>_tweakreg.fits`` of a cal file's model."""
-    return f"{_root(model)}_tweakreg.fits"
+    return names.product(_root(model), "tweakreg")
 
 
-def save_products(models, fits, refcat, out_dir, wcs_dir, visit, filt, entry):
-    """Write each aligned image (``_tweakreg.fits``, with the history entry ``entry``), its
-    saved WCS (``_tweakreg.asdf``) and each detector's residual plot
-    (``<visit>_<filter>_<detector>_resid.png``)."""
+def save_products(models, fits, refcat, out_dir, wcs_dir, visit, filt, entry, save_results=True):
+    """Write each aligned image (``_tweakreg.fits``, with the history entry ``entry``); with
+    ``save_results`` also its saved WCS (``_tweakreg.asdf``) and each detector's residual
+    plot (``<visit>_<filter>_<detector>_resid.png``)."""
     from .. import history
     from ..fitsio import save_model
 
@@ -583,7 +585,10 @@ def save_products(models, fits, refcat, out_dir, wcs_dir, visit, filt, entry):
         model.meta.filename = name
         history.record(model, "astrometry", entry)
         save_model(model, os.path.join(out_dir, name))
-        save_wcs(model, os.path.join(wcs_dir, name.replace(".fits", ".asdf")))
+        if save_results:
+            save_wcs(model, os.path.join(wcs_dir, name.replace(".fits", ".asdf")))
+    if not save_results:
+        return
     for detector, fit in fits.items():
         png = os.path.join(out_dir, f"{visit}_{filt.lower()}_{detector.lower()}_resid.png")
         plot_residuals(png, fit, refcat, f"{visit} {filt} {detector}")

@@ -31,6 +31,8 @@ class Detector1Params:
     expand_large_events: bool = option(False, "use the jump step's own large-event (snowball) "
                                               "expansion instead of the CEERS one")
     overwrite: bool = option(False, "redo an exposure whose rate file is already complete")
+    save_mask: bool = option(False, "write <root>_snowmask.fits: the first group in which the "
+                                    "snowball expansion flagged each pixel (-1: never)")
 
 
 def run_to_jump(uncal, params):

@@ -182,10 +182,12 @@ def expand_plane(jumps, sat, tiers, block=8):
     return out
 
 
-def expand_groupdq(groupdq, params=SnowballParams(), plain=False):
+def expand_groupdq(groupdq, params=SnowballParams(), plain=False, first_group=None):
     """OR JUMP_DET into ``groupdq`` (nints, ngroups, ny, nx) around snowballs, in place.
 
-    Returns the number of pixel-groups newly flagged.
+    Returns the number of pixel-groups newly flagged. ``first_group``, an int
+    array (ny, nx) of -1 if given, receives the first group each pixel was
+    newly flagged in (the expansion's own flags, for QA).
     """
     expand = expand_plane_plain if plain else expand_plane
     added = 0
@@ -199,16 +201,20 @@ def expand_groupdq(groupdq, params=SnowballParams(), plain=False):
             new = grown & ((plane & JUMP_DET) == 0)
             added += int(new.sum())
             plane[grown] |= np.uint8(JUMP_DET)
+            if first_group is not None:
+                first_group[new & (first_group < 0)] = g
     return added
 
 
 def apply(model, params=SnowballParams()):
     """Expand the jump flags of a RampModel around snowballs (in place)."""
     t0 = time.perf_counter()
-    added = expand_groupdq(model.groupdq, params)
+    first_group = np.full(model.groupdq.shape[2:], -1, dtype=np.int16)
+    added = expand_groupdq(model.groupdq, params, first_group=first_group)
     seconds = time.perf_counter() - t0
     ngroups = model.groupdq.shape[0] * model.groupdq.shape[1]
     log.info("Snowball expansion: %d pixel-groups newly flagged JUMP_DET (%.3f%% of %d planes) "
              "in %.2f s", added, 100.0 * added / model.groupdq[0].size, ngroups, seconds)
     return model, Status(True, f"{added} pixel-groups newly flagged",
-                         values={"added": added, "seconds": seconds})
+                         values={"added": added, "seconds": seconds},
+                         products={"snowmask": first_group})

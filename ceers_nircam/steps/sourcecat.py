@@ -137,23 +137,29 @@ def find_sources(data, err, mask, params):
         segm = detect_sources(smoothed, threshold, params.detect_minarea, connectivity=8, mask=mask)
     if segm is None:
         return _empty()
-    if params.deblend > 0:
-        segm = deblend_sources(smoothed, segm, params.detect_minarea, n_levels=int(params.deblend),
-                               contrast=0.005, progress_bar=False)
+    # Only a segment with room for two sources of the minimum area can be split.
+    splittable = segm.labels[segm.areas >= 2 * params.detect_minarea]
+    if params.deblend > 0 and splittable.size:
+        segm = deblend_sources(smoothed, segm, params.detect_minarea, labels=splittable,
+                               n_levels=int(params.deblend), contrast=0.005, progress_bar=False)
     err = np.where(mask | ~np.isfinite(err), 0.0, err)
     cat = SourceCatalog(sub, segm, convolved_data=smoothed, error=err, mask=mask)
-    x, y = np.asarray(cat.x_centroid_win), np.asarray(cat.y_centroid_win)
-    flux = np.asarray(cat.segment_flux)
-    flux_err = np.asarray(cat.segment_flux_err)
-    fwhm = np.asarray(cat.fwhm.value)
     with np.errstate(divide="ignore", invalid="ignore"):
-        snr = flux / flux_err
-        pos_err = np.hypot(fwhm / snr, POSITION_FLOOR)
-    keep = (np.isfinite(x) & np.isfinite(y) & np.isfinite(snr) & (snr >= params.snr_threshold)
-            & np.isfinite(pos_err))
-    out = Table({"id": np.asarray(cat.label)[keep], "x": x[keep], "y": y[keep], "flux": flux[keep],
-                 "flux_err": flux_err[keep], "snr": snr[keep], "area": np.asarray(cat.area.value)[keep],
-                 "fwhm": fwhm[keep], "pos_err": pos_err[keep], "weight": 1.0 / pos_err[keep] ** 2})
+        snr = np.asarray(cat.segment_flux) / np.asarray(cat.segment_flux_err)
+    # Windowed centroids (the costly part) only for the sources kept.
+    cat = cat[np.flatnonzero(np.isfinite(snr) & (snr >= params.snr_threshold))]
+    if len(cat) == 0:
+        return _empty()
+    snr = np.atleast_1d(np.asarray(cat.segment_flux) / np.asarray(cat.segment_flux_err))
+    x, y = np.atleast_1d(cat.x_centroid_win), np.atleast_1d(cat.y_centroid_win)
+    fwhm = np.atleast_1d(np.asarray(cat.fwhm.value))
+    pos_err = np.hypot(fwhm / snr, POSITION_FLOOR)
+    keep = np.isfinite(x) & np.isfinite(y) & np.isfinite(pos_err)
+    out = Table({"id": np.atleast_1d(cat.label)[keep], "x": x[keep], "y": y[keep],
+                 "flux": np.atleast_1d(cat.segment_flux)[keep],
+                 "flux_err": np.atleast_1d(cat.segment_flux_err)[keep], "snr": snr[keep],
+                 "area": np.atleast_1d(cat.area.value)[keep], "fwhm": fwhm[keep],
+                 "pos_err": pos_err[keep], "weight": 1.0 / pos_err[keep] ** 2})
     out.sort("flux", reverse=True)
     return out
 

@@ -26,7 +26,7 @@ from stdatamodels.jwst.datamodels import dqflags
 from .. import nircam
 from ..background import clipped_stats, pedestal
 from ..cli import CeersError, get_logger, option
-from ..fitsio import write_hdulist
+from ..fitsio import write_images
 from ..masking import SourceMaskParams, dq_mask, tiered_source_mask
 from . import Status
 
@@ -187,8 +187,7 @@ def write_mask(path, bits, params=SourceMaskParams()):
         hdr[f"BIT{k}"] = (f"tier {k}", f"sigma {sigma}, {nsigma} sig, area {area}, grow {grow}")
     hdr["RINGRAD"] = (params.ring_radius, "ring median radius (pixels)")
     hdr["RINGWID"] = (params.ring_width, "ring median width (pixels)")
-    hdul = fits.HDUList([fits.PrimaryHDU(), fits.ImageHDU(bits.astype(np.uint8), hdr, name="MASK")])
-    return write_hdulist(hdul, path)
+    return write_images(path, {"MASK": bits.astype(np.uint8)}, {"MASK": hdr})
 
 
 def read_mask(path, shape):
@@ -206,18 +205,12 @@ def read_mask(path, shape):
 
 def write_patterns(stem, products):
     """Save the row pattern (``stem``_horiz.fits) and column pattern (``stem``_vert.fits)."""
-    horiz = fits.HDUList([
-        fits.PrimaryHDU(),
-        fits.ImageHDU(products["horiz"].astype(np.float32), name="PATTERN"),
-        fits.ImageHDU(np.asarray(products["rows"], np.float32), name="ROWS"),
-        fits.ImageHDU(np.asarray(products["amp_rows"], np.float32), name="AMPROWS"),
-        fits.ImageHDU(np.asarray(products["full_rows"], np.float32), name="FULLROWS"),
-        fits.ImageHDU(products["fallback"].astype(np.uint8), name="FALLBACK"),
-        fits.ImageHDU(np.asarray(products["masked_fraction"], np.float32), name="MASKFRAC"),
-    ])
-    vert = fits.HDUList([
-        fits.PrimaryHDU(),
-        fits.ImageHDU(np.ascontiguousarray(products["vert"], np.float32), name="PATTERN"),
-        fits.ImageHDU(np.asarray(products["cols"], np.float32), name="COLS"),
-    ])
-    return write_hdulist(horiz, stem + "_horiz.fits"), write_hdulist(vert, stem + "_vert.fits")
+    horiz = {"PATTERN": products["horiz"].astype(np.float32),
+             "ROWS": np.asarray(products["rows"], np.float32),
+             "AMPROWS": np.asarray(products["amp_rows"], np.float32),
+             "FULLROWS": np.asarray(products["full_rows"], np.float32),
+             "FALLBACK": products["fallback"].astype(np.uint8),
+             "MASKFRAC": np.asarray(products["masked_fraction"], np.float32)}
+    vert = {"PATTERN": np.ascontiguousarray(products["vert"], np.float32),
+            "COLS": np.asarray(products["cols"], np.float32)}
+    return write_images(stem + "_horiz.fits", horiz), write_images(stem + "_vert.fits", vert)

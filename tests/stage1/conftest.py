@@ -67,7 +67,7 @@ def _wisp_exposure(tmp_path_factory, detector, filt, scale, seed):
     sim = simulate(tmp_path_factory.mktemp(detector.lower()), detector, filt, seed=seed,
                    wisp_scale=scale)
     assert run_script("snowball_wrapper", os.path.basename(sim.uncal), "--input_dir", sim.directory,
-                      "--output_dir", os.path.join(sim.directory, "calibrated")) == 0
+                      "--output_dir", os.path.join(sim.directory, "calibrated"), "--save_mask") == 0
     return sim
 
 

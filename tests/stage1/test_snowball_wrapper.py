@@ -8,11 +8,12 @@ import os
 
 import numpy as np
 import pytest
+from astropy.io import fits
 from stdatamodels.jwst import datamodels
 from stdatamodels.jwst.datamodels import dqflags
 
 from ceers_nircam import history, nircam
-from ceers_nircam.masking import dilate_square
+from ceers_nircam.masking import dilate_disk, dilate_square
 from ceers_nircam.offline import artifacts
 
 from stage1_helpers import run_script, simulate
@@ -98,6 +99,22 @@ def test_script_output_meets_the_snowball_criteria(name, request):
     agreement, _ = rate_agreement(sim.product("rate"), truth, sim.ideal)
     assert len(coverage) >= 10 and coverage.min() >= 0.99
     assert agreement < 1.5
+
+
+def test_saved_mask_holds_what_the_expansion_added(nrca3):
+    first = fits.getdata(nrca3.product("snowmask"), "SNOWMASK")
+    truth = nrca3.truth
+    with datamodels.RampModel(nrca3.product("ramp")) as ramp:
+        flagged = np.take_along_axis(ramp.groupdq[0], np.maximum(first, 0)[None], axis=0)[0]
+    added = first >= 0
+    assert added.sum() > 1000
+    assert np.all(flagged[added] & dqflags.group["JUMP_DET"])  # flagged in the group it names
+    # The expansion works around snowballs (and the largest cosmic-ray showers): nearly all
+    # it adds lies within their reach, the grow radius included.
+    hits = np.zeros(first.shape, dtype=bool)
+    hits[truth["cosmic_rays"]["y"], truth["cosmic_rays"]["x"]] = True
+    near = artifacts.snowball_footprint(truth["snowballs"], first.shape, "outer") | hits
+    assert dilate_disk(near, 7)[added].mean() > 0.95
 
 
 def test_rate_file_records_the_expansion(nrcb4):

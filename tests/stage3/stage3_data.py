@@ -3,14 +3,18 @@
 One CEERS-like visit (observation 1, visit 1): NRCA1 and NRCA3 in F150W and
 NRCALONG in F277W, three dithers, full frames, the simulator's flight-like
 defaults and a visit pointing error of (0.25, -0.35) arcsec written into the
-headers. Detector1 is the plain jwst pipeline; Image2 is our stage2/image2.py.
+headers. Image2 is our stage2/image2.py.
 
-Simulation and Detector1 take most of the time (about 40 s per exposure on
-two shared cores), so their products (rate, truth and noiseless-rate files and
-the reference catalog) are kept in ``<offline dir>/testdata/<key>``, where the key is a
-hash of the configuration, the simulator's source and the jwst and stcal
-versions: a change to any of them makes a new set. ``CEERS_TEST_CACHE=0``
-turns the cache off. Image2 and everything after it always run afresh.
+The rate files are made as CEERS made them, by the project's stage-1 scripts
+(Detector1 with snowball expansion, wisp subtraction, 1/f striping removal).
+Simulation and stage 1 take most of the time (about a minute and a half per
+exposure on two shared cores), so their products (rate, truth and
+noiseless-rate files and the reference catalog) are kept in
+``<offline dir>/testdata/<key>``, where the key is a hash of the
+configuration, the jwst and stcal versions and the source of the simulator
+and of stage 1 (:data:`RECIPE`): a change to any of them makes a new set.
+``CEERS_TEST_CACHE=0`` turns the cache off. Image2 and everything after it
+always run afresh.
 """
 
 import dataclasses
@@ -77,11 +81,11 @@ def cache_key(cfg):
     import stcal
 
     digest = hashlib.sha1(repr(dataclasses.asdict(cfg)).encode())
-    digest.update(f"{jwst.__version__} {stcal.__version__} {DETECTOR1_STEPS}".encode())
-    offline = os.path.join(ROOT, "ceers_nircam", "offline")
-    for path in sorted(glob.glob(os.path.join(offline, "*.py"))):
-        with open(path, "rb") as fh:
-            digest.update(fh.read())
+    digest.update(f"{jwst.__version__} {stcal.__version__}".encode())
+    for pattern in RECIPE:
+        for path in sorted(glob.glob(os.path.join(ROOT, pattern))):
+            with open(path, "rb") as fh:
+                digest.update(fh.read())
     return digest.hexdigest()[:12]
 
 
@@ -106,31 +110,32 @@ def simulate_with_ideals(cfg, directory):
     return uncals
 
 
-# Detector1 as the tests run it: the pipeline's defaults, plus its own 1/f cleaning per
-# amplifier (CEERS removes the striping in stage 1, before Image2; without it outlier
-# detection flags the dark stripes). Part of the cache key.
-DETECTOR1_STEPS = {"clean_flicker_noise": {"skip": False, "fit_by_channel": True}}
+# What makes the rate files: the simulator and stage 1 (its scripts and the step code under them).
+RECIPE = ["ceers_nircam/offline/*.py", "stage1/*.py", "ceers_nircam/steps/detector1.py",
+          "ceers_nircam/steps/snowballs.py", "ceers_nircam/steps/wisps.py",
+          "ceers_nircam/steps/striping.py", "ceers_nircam/masking.py", "ceers_nircam/background.py",
+          "ceers_nircam/reffiles.py", "ceers_nircam/nircam.py"]
 
 
-def detector1(uncal, directory):
-    """Run Detector1 (:data:`DETECTOR1_STEPS`) on one exposure, keeping only its rate file."""
-    from jwst.pipeline import Detector1Pipeline
-
-    from ceers_nircam.cli import quiet_loggers
-
-    with quiet_loggers("stpipe", "jwst", "stcal", "CRDS"):
-        Detector1Pipeline.call(uncal, output_dir=directory, save_results=True, steps=DETECTOR1_STEPS)
+def stage1(uncal, directory, templates):
+    """Stage 1 as CEERS ran it, with the project's scripts: Detector1 with snowball expansion,
+    wisp subtraction (fitted; other detectors pass), 1/f striping removal (threshold 0.8 short
+    wave, 0.15 long wave, as DR0.5). Keeps the rate file and its 1/f source mask."""
     root = os.path.basename(uncal)[: -len("_uncal.fits")]
-    for suffix in ("_trapsfilled.fits", "_rateints.fits"):
-        path = os.path.join(directory, root + suffix)
-        if os.path.exists(path):
-            os.remove(path)
+    rate = os.path.join(directory, f"{root}_rate.fits")
+    run_script("stage1/snowball_wrapper.py", uncal, "--output_dir", directory, "--delete_interim")
+    run_script("stage1/wispsub.py", rate, "--fit", "--template_dir", templates)
+    thresh = "0.15" if "long" in root else "0.8"
+    run_script("stage1/remstriping.py", rate, "--thresh", thresh)
+    for suffix in ("_rate_pre1f.fits", "_rate_prewisp.fits", "_ramp.fits"):
+        if os.path.exists(os.path.join(directory, root + suffix)):
+            os.remove(os.path.join(directory, root + suffix))
 
 
-def _simulate_and_detector1(cfg, directory):
+def _simulate_and_stage1(cfg, directory):
     uncals = simulate_with_ideals(cfg, directory)
     for uncal in uncals:
-        detector1(uncal, directory)
+        stage1(uncal, directory, os.path.join(directory, "wisp_templates"))
         os.remove(uncal)
 
 
@@ -144,7 +149,7 @@ def rate_files(offline_dir):
         return target
     os.makedirs(base, exist_ok=True)
     work = tempfile.mkdtemp(prefix=".stage3-", dir=base)
-    _simulate_and_detector1(cfg, work)
+    _simulate_and_stage1(cfg, work)
     with open(os.path.join(work, "complete"), "w") as fh:
         json.dump({"config": repr(cfg)}, fh)
     if not use_cache:

@@ -146,7 +146,9 @@ def test_tolerance_rule_stops_or_is_adjusted_on_request(pointing, tmp_path):
     assert "abs_tolerance lowered to 0.353 (--adjust_tolerance)" in result.stderr
     table = Table.read(out / f"{data.VISIT}_f277w_tweakreg_results.ecsv")
     assert np.all(table["status"][table["fit"] == "absolute"] == "SUCCESS")
-    assert not glob.glob(str(out / "*_tweakreg.fits"))  # no --save_results: the table only
+    # Without --save_results: the aligned images and the table, no saved WCS or plots.
+    assert len(glob.glob(str(out / "*_tweakreg.fits"))) == 3
+    assert not glob.glob(str(out / "*.asdf")) and not glob.glob(str(out / "*.png"))
 
 
 def _bad_refcat(tmp_path):

@@ -89,3 +89,11 @@ def test_bad_pixel_mask_takes_do_not_use_and_saturated():
     dq = np.array([0, dqflags.pixel["DO_NOT_USE"], dqflags.pixel["SATURATED"],
                    dqflags.pixel["JUMP_DET"]], dtype=np.uint32)
     np.testing.assert_array_equal(sourcecat.bad_pixel_mask(dq), [False, True, True, False])
+
+
+def test_a_single_source_gives_a_one_row_catalog():
+    img, err = _image([(100.3, 99.6)], [3000.0])
+    cat = sourcecat.find_sources(img, err, np.zeros(img.shape, bool), sourcecat.DetectionParams())
+    assert len(cat) == 1
+    assert cat["x"][0] == pytest.approx(100.3, abs=0.03) and cat["y"][0] == pytest.approx(99.6, abs=0.03)
+    assert cat["weight"][0] == pytest.approx(1.0 / cat["pos_err"][0] ** 2)
