@@ -24,6 +24,7 @@ import dataclasses
 import os
 import re
 import time
+import warnings
 
 import numpy as np
 
@@ -339,7 +340,8 @@ def preview(path, image, off, masked, title, max_size=1600):
     from ..masking import block_reduce
 
     step = max(1, int(np.ceil(max(image.shape) / max_size)))
-    with np.errstate(invalid="ignore"):
+    with warnings.catch_warnings():  # blocks wholly off the images have no mean
+        warnings.simplefilter("ignore", RuntimeWarning)
         small = block_reduce(np.where(off, np.nan, image), step, np.nanmean) if step > 1 else image
     small_mask = block_reduce(masked.astype(np.float32), step, np.mean) if step > 1 else masked
     small_off = block_reduce(off.astype(np.float32), step, np.mean) > 0.5 if step > 1 else off

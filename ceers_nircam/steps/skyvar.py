@@ -151,12 +151,17 @@ def block_variance(bkgsub, masked, block=7):
     sums = blocks(np.where(np.isfinite(bkgsub), bkgsub, 0)).sum(axis=2, dtype=np.float64)
     used = np.zeros(bkgsub.shape, bool)
     used[cut] = np.repeat(np.repeat(~bad, block, axis=0), block, axis=1)
+    if (~bad).sum() < 10:  # no block free of masked pixels
+        return np.nan, used
     return float(biweight_midvariance(sums[~bad])) / block**2, used
 
 
 def rnoise_factor(sky_variance, var_rnoise, pixels):
     """Factor that makes the mean VAR_RNOISE over ``pixels`` the measured sky variance."""
-    mean = float(biweight_location(var_rnoise[pixels & np.isfinite(var_rnoise)].astype(np.float64)))
+    values = var_rnoise[pixels & np.isfinite(var_rnoise)]
+    if values.size == 0 or not np.isfinite(sky_variance):
+        return np.nan, np.nan
+    mean = float(biweight_location(values.astype(np.float64)))
     return sky_variance / mean, mean
 
 
@@ -329,7 +334,7 @@ def history_values(values):
     out = {"pedestal": round(values["pedestal"], 6), "pedestal_method": values["pedestal_method"],
            "sky_variance": float(f"{values['sky_variance']:.5g}"),
            "rnoise_factor": round(values["factor"], 5),
-           "dr05_blocks_factor": round(values["blocks_factor"], 5)}
+           "dr05_blocks_factor": round(values["blocks_factor"], 5)}  # nan: no block free of masks
     if "holes" in values:
         out["holes"] = "/".join(f"{k[4:]}:{v}" for k, v in values["holes"].items())
     return out

@@ -4,7 +4,9 @@
 their cal files made by stage2/image2.py. ``aligned``: stage3/astrometry.py
 on both filters with --save_results, in a copy of the cal directory.
 ``outliers``: stage3/associations.py and stage3/image3_part1.py on the F150W
-association of the aligned images.
+association of the aligned images. ``matched``: image3_part1.py on both filters and
+stage3/skywcsvar.py on every image. ``mosaics``: stage3/make_mosaic.py of both filters on one
+derived grid, and the noiseless scene drizzled alike.
 """
 
 import dataclasses
@@ -93,7 +95,7 @@ def outliers(pointing, aligned, tmp_path_factory):
 @dataclasses.dataclass
 class Matched:
     """The pointing's images through skywcsvar.py: ``dir`` holds the associations, ``cal_dir``
-    (``<dir>/calibrated``) the rate copies, 1/f masks, _crf, _bkgsub1 and _match files."""
+    (``<dir>/calibrated``) the 1/f masks, _tweakreg, _crf, _bkgsub1 and _match files."""
 
     dir: str
     cal_dir: str
@@ -110,44 +112,25 @@ class Matched:
 def matched(pointing, aligned, tmp_path_factory):
     """Stage 3 up to the _match files, as CEERS runs it, on the aligned pointing.
 
-    NRCA3's F150W rate files go through stage 1's wisp step (CEERS removes the wisp before
-    stage 2; left in, it would be part of any sky level), image2.py again and updatewcs.py
-    (their saved alignment); the other exposures keep the aligned images of ``aligned``.
-    Detector1 removed the 1/f striping here (stage3_data.DETECTOR1_STEPS), so stage 1's 1/f
-    step runs on copies of the rate files only for the source masks _rate_1fmask.fits that
-    skywcsvar reads. Then associations.py, image3_part1.py on both filters, and skywcsvar.py on
-    every _crf file (scripts run in this process).
+    The aligned images of ``aligned`` (stage 1 as CEERS ran it, Image2, astrometry) and the
+    1/f source masks stage 1 wrote beside the rate files are copied into ``calibrated/``;
+    then associations.py, image3_part1.py on both filters, and skywcsvar.py on every _crf
+    file (run in this process; their log lines kept per exposure).
     """
-    from astropy.io import fits
-
-    from ceers_nircam.nircam import WISP_DETECTORS, WISP_FILTERS
-
     work = str(tmp_path_factory.mktemp("matched"))
     cal = os.path.join(work, "calibrated")
     os.makedirs(cal)
     roots = pointing.roots()
-    logs = {}
-    stage1 = os.path.join(work, "stage1")
-    os.makedirs(stage1)
     for root in roots:
-        rate = shutil.copy(os.path.join(pointing.rate_dir, f"{root}_rate.fits"), stage1)
-        header = fits.getheader(rate)
-        if header["DETECTOR"] in WISP_DETECTORS and header["FILTER"] in WISP_FILTERS:
-            data.run_in_process("stage1/wispsub.py", rate, "--fit")
-            data.run_in_process("stage2/image2.py", rate, "--output_dir", cal)
-            data.run_in_process("stage3/updatewcs.py", "--image", os.path.join(cal, f"{root}_cal.fits"),
-                                "--wcs_dir", aligned["wcs_dir"])
-        else:
-            shutil.copy(os.path.join(aligned["dir"], f"{root}_tweakreg.fits"), cal)
-        # The 1/f step's source mask (Detector1 already removed the striping here).
-        data.run_in_process("stage1/remstriping.py", rate)
-        shutil.move(os.path.join(stage1, f"{root}_rate_1fmask.fits"), cal)
+        shutil.copy(os.path.join(aligned["dir"], f"{root}_tweakreg.fits"), cal)
+        shutil.copy(os.path.join(pointing.rate_dir, f"{root}_rate_1fmask.fits"), cal)
     data.run_in_process("stage3/associations.py", "--pointing", "nircam1", "--input_dir", cal,
                         "--output_dir", work, "--suffix", "tweakreg")
     for filt in ("f150w", "f277w"):
         data.run_in_process("stage3/image3_part1.py", os.path.join(work, f"nircam1_{filt}.json"),
                             "--output_dir", cal)
     crf_md5 = {root: data.md5(os.path.join(cal, f"{root}_a3001_crf.fits")) for root in roots}
+    logs = {}
     handler = _Capture()
     logging.getLogger("ceers").addHandler(handler)
     try:

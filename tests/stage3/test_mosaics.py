@@ -62,14 +62,14 @@ def _windowed_centroid(image, x, y, sigma, half=10, iterations=10):
     return cx, cy
 
 
-def _isolated_bright(catalog, filt, wcs, shape, mag_max=24.0, radius=1.0):
+def _isolated_bright(catalog, filt, wcs, shape, mag_max=25.0, radius=0.8):
     """Truth sources brighter than ``mag_max`` with no source within 3 mag of them inside
-    ``radius`` arcsec, compact (r_eff < 0.12 arcsec), at least 20 pixels inside the grid."""
+    ``radius`` arcsec, not large (r_eff < 0.3 arcsec), at least 20 pixels inside the grid."""
     mag = np.asarray(catalog[f"mag_{filt}"])
     ra, dec = np.asarray(catalog["ra"]), np.asarray(catalog["dec"])
     x, y = wcs.all_world2pix(ra, dec, 0)
     ny, nx = shape
-    pick = np.flatnonzero((mag < mag_max) & (np.asarray(catalog["r_eff"]) < 0.12)
+    pick = np.flatnonzero((mag < mag_max) & (np.asarray(catalog["r_eff"]) < 0.3)
                           & (x > 20) & (x < nx - 21) & (y > 20) & (y < ny - 21))
     keep = []
     for i in pick:
@@ -186,7 +186,9 @@ def test_dr05_grid_mosaic_equals_the_window(mosaics, matched, tmp_path):
     window = fits.getdata(mosaics.i2d["f277w"], "SCI")
     ny, nx = window.shape
     full = fits.getdata(path, "SCI")[dy:dy + ny, dx:dx + nx]
+    # The window's outermost pixels also receive what falls just beyond it on the big grid.
     both = np.isfinite(full) & np.isfinite(window)
+    both[:2], both[-2:], both[:, :2], both[:, -2:] = False, False, False, False
     assert both.mean() > 0.5
     np.testing.assert_allclose(full[both], window[both], rtol=1e-4, atol=1e-6)
 

@@ -67,7 +67,7 @@ def test_rescaled_read_noise_variance_is_the_true_background_variance(matched):
     for root in matched.roots:
         truth = true_background_variance(matched, root)
         entry = history.entries(matched.path(root, "a3001_match"), "skywcsvar")[0]
-        values = dict(kv.split("=", 1) for kv in entry.split(": ", 1)[1].split(", "))
+        values = dict(kv.split("=", 1) for kv in entry.rstrip(".").split(": ", 1)[1].split(", "))
         factor, blocks = float(values["rnoise_factor"]), float(values["dr05_blocks_factor"])
         with datamodels.ImageModel(matched.path(root, "a3001_crf")) as crf:
             var_rnoise = crf.var_rnoise
