@@ -56,6 +56,12 @@ class _SortedRows:
             np.cumsum(clean, axis=1, out=self.sums[0][:, 1:])
             np.cumsum(clean * clean, axis=1, out=self.sums[1][:, 1:])
 
+    def select(self, rows):
+        """The same sorted rows, with the methods below working on ``rows`` only."""
+        view = object.__new__(_SortedRows)
+        view.__dict__.update(self.__dict__, rows=rows)
+        return view
+
     def at(self, index):
         return self.data[self.rows, np.clip(index, 0, self.ncol - 1)].astype(np.float64)
 
@@ -92,6 +98,34 @@ class _SortedRows:
         return lo
 
 
+def _clip_runs(values, excluded, sigma, maxiters, stdfunc):
+    """Sorted rows and the run ``[lo, hi)`` of each that iterated clipping keeps
+    (see :func:`clipped_stats`); also the final medians.
+
+    A row whose run did not change in an iteration never changes again, so
+    each iteration works on the rows that changed in the last one only.
+    """
+    rows = _SortedRows(values, excluded, with_sums=stdfunc != "robust")
+    with np.errstate(invalid="ignore"):  # rows with nothing usable give inf - inf
+        lo, hi = np.zeros(rows.count.size, dtype=np.int64), rows.count.astype(np.int64)
+        med = rows.median(lo, hi)
+        active = rows.rows
+        for _ in range(maxiters):
+            part = rows.select(active)
+            a_lo, a_hi, a_med = lo[active], hi[active], med[active]
+            std = part.percentile_sigma(a_lo, a_hi) if stdfunc == "robust" else part.mean_std(a_lo, a_hi)[1]
+            # Clipping is cumulative (as in astropy): a value once clipped stays out.
+            new_lo = part.below(a_med - sigma * std, a_lo, a_hi, inclusive=False)
+            new_hi = part.below(a_med + sigma * std, new_lo, a_hi, inclusive=True)
+            changed = (new_lo != a_lo) | (new_hi != a_hi)
+            if not changed.any():
+                break
+            active = active[changed]
+            lo[active], hi[active] = new_lo[changed], new_hi[changed]
+            med[active] = rows.select(active).median(lo[active], hi[active])
+    return rows, lo, hi, med
+
+
 def clipped_stats(values, excluded, sigma=2.0, maxiters=5, stdfunc="std"):
     """Sigma-clipped mean, median and standard deviation along the last axis.
 
@@ -116,19 +150,8 @@ def clipped_stats(values, excluded, sigma=2.0, maxiters=5, stdfunc="std"):
     good_rows = (~np.asarray(excluded, dtype=bool) & np.isfinite(values)).any(axis=-1)
     if not good_rows.any():
         return tuple(np.full(shape, np.nan) for _ in range(3))
-    rows = _SortedRows(values, excluded, with_sums=stdfunc != "robust")
-    with np.errstate(invalid="ignore"):  # rows with nothing usable give inf - inf
-        lo, hi = np.zeros(rows.count.size, dtype=np.int64), rows.count.astype(np.int64)
-        med = rows.median(lo, hi)
-        for _ in range(maxiters):
-            std = rows.percentile_sigma(lo, hi) if stdfunc == "robust" else rows.mean_std(lo, hi)[1]
-            # Clipping is cumulative (as in astropy): a value once clipped stays out.
-            new_lo = rows.below(med - sigma * std, lo, hi, inclusive=False)
-            new_hi = rows.below(med + sigma * std, new_lo, hi, inclusive=True)
-            if np.array_equal(new_lo, lo) and np.array_equal(new_hi, hi):
-                break
-            lo, hi = new_lo, new_hi
-            med = rows.median(lo, hi)
+    rows, lo, hi, med = _clip_runs(values, excluded, sigma, maxiters, stdfunc)
+    with np.errstate(invalid="ignore"):
         mean, std = rows.mean_std(lo, hi)
         if std is None:
             std = rows.percentile_sigma(lo, hi)
@@ -191,28 +214,214 @@ def pedestal(values, lo=-1.0, hi=1.5, binsize=0.001, fit_halfwidth=None):
     return mu, "gaussian"
 
 
-def background2d(image, excluded=None, box=256, filter_size=3, sigma=3.0, estimator="median",
-                 exclude_percentile=10.0, interpolation="zoom"):
-    """photutils Background2D model and RMS of an image (excluded pixels ignored).
+def _run_biweight(rows, lo, hi, c=6.0):
+    """Biweight location (astropy's: M = median, tuning constant ``c``) of the
+    run ``[lo, hi)`` of every sorted row."""
+    data = rows.data
+    inside = np.arange(rows.ncol)[None, :]
+    inside = (inside >= lo[:, None]) & (inside < hi[:, None])
+    n = hi - lo
+    with np.errstate(invalid="ignore"):
+        med = rows.median(lo, hi)
+        d = np.where(inside, data - med[:, None].astype(np.float32), np.float32(0))
+        absd = np.where(inside, np.abs(d), np.float32(np.inf))
+        absd.sort(axis=1)
+        r = rows.rows
+        mad = 0.5 * (absd[r, np.clip((n - 1) // 2, 0, rows.ncol - 1)].astype(np.float64)
+                     + absd[r, np.clip(n // 2, 0, rows.ncol - 1)])
+        del absd
+        u = d / (c * mad[:, None]).astype(np.float32)
+        w = np.where(inside & (np.abs(u) < 1), (1 - u * u) ** 2, np.float32(0))
+        num = np.sum(w * d, axis=1, dtype=np.float64)
+        den = np.sum(w, axis=1, dtype=np.float64)
+        loc = med + num / den
+    return np.where((mad > 0) & (den > 0), loc, med)
 
-    ``estimator`` is "median" (SExtractor-like default) or "biweight".
-    ``interpolation`` "zoom" is photutils' spline (about half a second per
-    full-frame map); "bilinear" interpolates the box centres linearly, ten
-    times faster, for masks that only need a rough background. Returns
-    (background, background_rms) as float32 arrays.
+
+def _boxes(image, excluded, box, y0, y1):
+    """Box rows ``y0:y1`` of an image as (nboxes, box*box) values and exclusions
+    (edges padded with excluded pixels)."""
+    ny, nx = image.shape
+    nbx = -(-nx // box)
+    sub = image[y0 * box:min(y1 * box, ny)]
+    ex = excluded[y0 * box:min(y1 * box, ny)]
+    pad = ((0, (y1 - y0) * box - sub.shape[0]), (0, nbx * box - nx))
+    sub = np.pad(sub, pad, constant_values=np.nan)
+    ex = np.pad(ex, pad, constant_values=True) | ~np.isfinite(sub)
+
+    def blocks(a):
+        return a.reshape(y1 - y0, box, nbx, box).transpose(0, 2, 1, 3).reshape(-1, box * box)
+
+    return blocks(sub), blocks(ex)
+
+
+def mesh_statistics(image, excluded, box, sigma=3.0, maxiters=5, estimator="median",
+                    chunk_pixels=8_000_000):
+    """Sigma-clipped background and RMS of every ``box`` x ``box`` box of an image.
+
+    Per box: astropy-style clipping (median centre, standard deviation,
+    ``sigma``, ``maxiters``) of the finite, not excluded pixels, then the
+    median, biweight location or mean of what is kept, and its standard
+    deviation. Boxes are processed a band of rows at a time (at most
+    ``chunk_pixels`` pixels), so a 50-Mpixel mosaic needs a few hundred MB.
+    Returns (background mesh, rms mesh, number of pixels kept).
     """
+    ny, nx = image.shape
+    nby, nbx = -(-ny // box), -(-nx // box)
+    bkg = np.full((nby, nbx), np.nan)
+    rms = np.full((nby, nbx), np.nan)
+    ngood = np.zeros((nby, nbx), dtype=np.int64)
+    step = max(1, chunk_pixels // (box * box * nbx))
+    for y0 in range(0, nby, step):
+        y1 = min(y0 + step, nby)
+        values, ex = _boxes(image, excluded, box, y0, y1)
+        usable = ~ex.all(axis=1)
+        if not usable.any():
+            continue
+        rows, lo, hi, med = _clip_runs(values[usable], ex[usable], sigma, maxiters, "std")
+        with np.errstate(invalid="ignore"):
+            mean, std = rows.mean_std(lo, hi)
+        if estimator == "biweight":
+            level = _run_biweight(rows, lo, hi)
+        elif estimator == "mean":
+            level = mean
+        else:
+            level = med
+        for out, value in ((bkg, level), (rms, std), (ngood, hi - lo)):
+            band = out[y0:y1].reshape(-1)
+            band[usable] = value
+            out[y0:y1] = band.reshape(y1 - y0, nbx)
+    return bkg, rms, ngood
+
+
+def _fill_mesh(mesh, bad):
+    """Replace ``bad`` mesh values by inverse-distance weighting of the 10 nearest good
+    ones (photutils' rule for boxes it leaves out)."""
+    from photutils.utils import ShepardIDWInterpolator
+
+    if not bad.any():
+        return mesh
+    good = np.column_stack(np.nonzero(~bad))
+    interp = ShepardIDWInterpolator(good, mesh[~bad])
+    out = mesh.copy()
+    out[bad] = interp(np.column_stack(np.nonzero(bad)), n_neighbors=10, power=1.0)
+    return out
+
+
+def _nan_median_filter(mesh, size):
+    """Median filter of ``size`` x ``size`` that ignores what lies beyond the edges."""
+    if size <= 1:
+        return mesh
+    r = size // 2
+    ny, nx = mesh.shape
+    padded = np.pad(mesh, r, constant_values=np.nan)
+    stack = np.stack([padded[i:i + ny, j:j + nx] for i in range(size) for j in range(size)])
+    return np.nanmedian(stack, axis=0)
+
+
+def _cubic_bspline(t):
+    t = abs(t)
+    return 2 / 3 - t * t + t ** 3 / 2 if t < 1 else ((2 - t) ** 3 / 6 if t < 2 else 0.0)
+
+
+def _zoom_axis(a, box, n_out, axis):
+    """``scipy.ndimage.zoom(order=3, mode="reflect", grid_mode=True)`` by an integer
+    factor along one axis.
+
+    The output positions repeat with period ``box`` in the input grid, so
+    each output phase is four shifted slices of the spline coefficients times
+    fixed weights: no per-pixel index arithmetic. Applied along both axes it
+    equals the 2D zoom (the tensor-product spline is separable) at a fifth of
+    the cost.
+    """
+    from scipy.ndimage import spline_filter1d
+
+    a = np.moveaxis(np.asarray(a, dtype=np.float32), axis, -1)
+    n = a.shape[-1]
+    c = spline_filter1d(a, order=3, axis=-1, mode="reflect", output=np.float32)
+    # Half-sample symmetric extension by two coefficients on each side: cpad[i + 2] = c[i].
+    cpad = np.concatenate([c[..., 1::-1], c, c[..., :-3:-1]], axis=-1)
+    phases = np.zeros((box,) + a.shape[:-1] + (n,), dtype=np.float32)
+    for phase, acc in enumerate(phases):
+        x = (phase + 0.5) / box - 0.5  # input coordinate of this phase, relative to its box
+        first = int(np.floor(x)) - 1
+        for m in range(4):
+            start = first + m + 2
+            acc += np.float32(_cubic_bspline(x - (first + m))) * cpad[..., start:start + n]
+    # Interleave the phases: output pixel k * box + phase.
+    out = np.moveaxis(phases, 0, -1).reshape(a.shape[:-1] + (n * box,))[..., :n_out]
+    return np.moveaxis(out, -1, axis)
+
+
+def expand_mesh(mesh, box, shape, interpolation="zoom"):
+    """A mesh of box values back to full resolution: photutils' zoom (cubic spline through
+    the box centres, clipped to the mesh's range) or bilinear."""
+    from scipy.ndimage import zoom
+
+    from .masking import upsample
+
+    if interpolation == "bilinear":
+        return upsample(mesh, box, shape)
+    mesh = np.asarray(mesh, dtype=np.float32)
+    lo, hi = float(mesh.min()), float(mesh.max())
+    if hi == lo:
+        return np.full(shape, lo, dtype=np.float32)
+    if min(mesh.shape) >= 3:
+        full = _zoom_axis(_zoom_axis(mesh, box, shape[0], 0), box, shape[1], 1)
+    else:
+        full = zoom(mesh, box, order=3, mode="reflect", grid_mode=True,
+                    output=np.float32)[:shape[0], :shape[1]]
+    np.clip(full, lo, hi, out=full)
+    return np.ascontiguousarray(full)
+
+
+def background2d(image, excluded=None, box=256, filter_size=3, sigma=3.0, estimator="median",
+                 exclude_percentile=10.0, interpolation="zoom", engine="fast", want_rms=True):
+    """Background2D model and RMS of an image (excluded and non-finite pixels ignored).
+
+    photutils' Background2D algorithm: sigma-clipped statistics in boxes of
+    ``box`` pixels (``estimator`` "median", SExtractor-like, or
+    "biweight"), boxes with more than ``exclude_percentile`` percent of
+    their pixels excluded or clipped replaced by inverse-distance weighting,
+    a ``filter_size`` median filter of the box values, and interpolation
+    back to full resolution (``interpolation`` "zoom" is photutils' cubic
+    spline; "bilinear" is ten times faster, for masks that only need a rough
+    background). ``engine="fast"`` computes the box statistics on sorted
+    rows (:func:`mesh_statistics`): the same numbers as photutils
+    (``engine="photutils"``) in a tenth of the time and a fraction of the
+    memory, which full frames at box 5 and 50-Mpixel mosaics need. Returns
+    (background, background_rms) as float32 arrays (rms None unless
+    ``want_rms``).
+    """
+    image = np.asarray(image, dtype=np.float32)
+    mask = ~np.isfinite(image)
+    if excluded is not None:
+        mask |= excluded
+    if engine == "photutils":
+        return _photutils_background2d(image, mask, box, filter_size, sigma, estimator,
+                                       exclude_percentile, interpolation)
+    bkg, rms, ngood = mesh_statistics(image, mask, box, sigma, 5, estimator)
+    bad = ~(ngood > (1 - exclude_percentile / 100.0) * box * box) | ~np.isfinite(bkg)
+    if bad.all():
+        raise ValueError(f"every {box}x{box} box has more than {exclude_percentile}% of its "
+                         "pixels masked")
+    meshes = [_nan_median_filter(_fill_mesh(m, bad), filter_size)
+              for m in ((bkg, rms) if want_rms else (bkg,))]
+    out = [expand_mesh(m, box, image.shape, interpolation) for m in meshes]
+    return (out[0], out[1] if want_rms else None)
+
+
+def _photutils_background2d(image, mask, box, filter_size, sigma, estimator, exclude_percentile,
+                            interpolation):
     from photutils.background import (Background2D, BiweightLocationBackground,
                                       MedianBackground)
 
     from .masking import upsample
 
     est = BiweightLocationBackground() if estimator == "biweight" else MedianBackground()
-    mask = ~np.isfinite(image)
-    if excluded is not None:
-        mask |= excluded
-    bkg = Background2D(np.asarray(image, dtype=np.float32), box, mask=mask,
-                       filter_size=filter_size, sigma_clip=SigmaClip(sigma=sigma),
-                       bkg_estimator=est, exclude_percentile=exclude_percentile)
+    bkg = Background2D(image, box, mask=mask, filter_size=filter_size,
+                       sigma_clip=SigmaClip(sigma=sigma), bkg_estimator=est,
+                       exclude_percentile=exclude_percentile)
     if interpolation == "bilinear" and image.shape[0] % box == 0 and image.shape[1] % box == 0:
         return (upsample(bkg.background_mesh, box, image.shape),
                 upsample(bkg.background_rms_mesh, box, image.shape))

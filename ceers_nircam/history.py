@@ -24,7 +24,9 @@ def _tag(step):
 
 
 # FITS stores a long entry as HISTORY cards of CARD_TEXT characters each, and
-# stdatamodels reads every card back as an entry of its own.
+# stdatamodels reads every card back as an entry of its own. A card whose
+# text would end in a space loses it (FITS drops trailing blanks): one card
+# short by a character is continued after a space.
 CARD_TEXT = 72
 
 
@@ -38,19 +40,22 @@ def describe(step, params=None):
 def record(model, step, params=None):
     """Append the history entry of ``step`` (with its parameters) to a datamodel."""
     text = describe(step, params)
-    if len(text) % CARD_TEXT == 0:  # a full last card would read as continued
+    while len(text) % CARD_TEXT in (0, CARD_TEXT - 1):  # such a last card would read as continued
         text += "."
     model.add_history_entry(text, software=SOFTWARE)
 
 
 def _joined(descriptions):
     """Entries with the FITS continuation cards of our long entries joined back."""
-    out = []
+    out, last = [], 0
     for text in descriptions:
-        if out and out[-1].startswith(PREFIX) and len(out[-1]) % CARD_TEXT == 0:
+        if out and out[-1].startswith(PREFIX) and last == CARD_TEXT:
             out[-1] += text
+        elif out and out[-1].startswith(PREFIX) and last == CARD_TEXT - 1:
+            out[-1] += " " + text
         else:
             out.append(text)
+        last = len(text)
     return out
 
 

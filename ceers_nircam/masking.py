@@ -111,6 +111,8 @@ def dilate_square(mask, size):
 
 def segments(above, min_area, connectivity=8):
     """Connected regions of ``above`` with at least ``min_area`` pixels."""
+    if min_area <= 1:
+        return np.asarray(above, dtype=bool)
     structure = np.ones((3, 3), bool) if connectivity == 8 else None
     labels, n = ndimage.label(above, structure=structure)
     if n == 0:
@@ -133,23 +135,39 @@ def block_reduce(image, block, func=np.median):
     return func(blocks, axis=-1)
 
 
-def _interp_axis(n, block, nsmall):
-    """Indices and weights that interpolate block centres back to ``n`` pixels."""
-    pos = (np.arange(n) - (block - 1) / 2.0) / block
-    pos = np.clip(pos, 0, nsmall - 1)
-    i0 = np.minimum(np.floor(pos).astype(int), max(nsmall - 2, 0))
-    frac = (pos - i0).astype(np.float32)
-    i1 = np.minimum(i0 + 1, nsmall - 1)
-    return i0, i1, frac
+def _upsample_axis(small, block, n, axis):
+    """Linear interpolation of block centres back to ``n`` pixels along ``axis``.
+
+    Output pixel ``j * block + p`` lies at the same fraction between two
+    block centres for every ``j``, so each phase ``p`` is a weighted sum of
+    two shifted slices: no per-pixel index arrays. Beyond the first and last
+    centres the value is held (as clipping the positions would).
+    """
+    a = np.moveaxis(np.asarray(small, dtype=np.float32), axis, -1)
+    m = a.shape[-1]
+    if m == 1:
+        return np.moveaxis(np.repeat(a, n, axis=-1), -1, axis)
+    phases = np.empty((block,) + a.shape, dtype=np.float32)
+    for p, out in enumerate(phases):
+        r = (p - (block - 1) / 2.0) / block  # position relative to the own block centre
+        if r >= 0:  # between centres j and j + 1
+            f = np.float32(r)
+            out[..., :-1] = a[..., :-1] * (1 - f) + a[..., 1:] * f
+            out[..., -1] = a[..., -1]
+        else:  # between centres j - 1 and j
+            f = np.float32(1 + r)
+            out[..., 1:] = a[..., :-1] * (1 - f) + a[..., 1:] * f
+            out[..., 0] = a[..., 0]
+    full = np.moveaxis(phases, 0, -1).reshape(a.shape[:-1] + (m * block,))
+    if full.shape[-1] < n:
+        full = np.concatenate([full, np.repeat(full[..., -1:], n - full.shape[-1], axis=-1)], axis=-1)
+    return np.moveaxis(full[..., :n], -1, axis)
 
 
 def upsample(small, block, shape):
     """Bilinear interpolation of a block grid back to full resolution ``shape``."""
-    small = np.asarray(small, dtype=np.float32)
-    y0, y1, fy = _interp_axis(shape[0], block, small.shape[0])
-    x0, x1, fx = _interp_axis(shape[1], block, small.shape[1])
-    rows = small[y0] * (1 - fy)[:, None] + small[y1] * fy[:, None]
-    return rows[:, x0] * (1 - fx)[None, :] + rows[:, x1] * fx[None, :]
+    rows = _upsample_axis(small, block, shape[0], 0)
+    return np.ascontiguousarray(_upsample_axis(rows, block, shape[1], 1))
 
 
 def gaussian_smooth(image, sigma, max_full=4.0):
@@ -214,6 +232,10 @@ class SourceMaskParams:
     clip_nsigma: float = option(5.0, "clipping level above the coarse background (sigma)")
     stats_stride: int = option(3, "take every n-th row and column for the tier thresholds "
                                       "(the smoothed images are correlated over many pixels)")
+    threshold_noise: str = option("smoothed", "what nsigmas count: the clipped standard deviation "
+                                              "of each tier's smoothed image ('smoothed', the 1/f "
+                                              "mask's) or of the unsmoothed pixels ('pixel', the "
+                                              "mosaics')", choices=("smoothed", "pixel"))
 
     def __post_init__(self):
         n = len(self.smooth_sigmas)
@@ -226,11 +248,21 @@ class SourceMaskParams:
 
 def _clip_bright(image, excluded, params):
     """Clip pixels far above a coarse background so bright sources do not pull
-    the ring median up (the stage-3 variant)."""
+    the ring median up (the stage-3 variant).
+
+    The background and its RMS only need to be rough: they are measured on
+    every other row and column (boxes of half the size), a quarter of the
+    work, and interpolated linearly.
+    """
     from .background import background2d
 
-    bkg, rms = background2d(image, excluded, box=params.clip_box, filter_size=3)
-    return np.minimum(image, bkg + params.clip_nsigma * rms)
+    box = max(params.clip_box // 2, 2)
+    bkg, rms = background2d(image[::2, ::2], excluded[::2, ::2], box=box, filter_size=3,
+                            interpolation="bilinear")
+    shape = ((image.shape[0] + 1) // 2 * 2, (image.shape[1] + 1) // 2 * 2)
+    level = _upsample_axis(_upsample_axis(bkg + np.float32(params.clip_nsigma) * rms, 2, shape[0], 0),
+                           2, shape[1], 1)[:image.shape[0], :image.shape[1]]
+    return np.minimum(image, level)
 
 
 def tiered_source_mask(image, excluded=None, params=SourceMaskParams()):
@@ -241,7 +273,10 @@ def tiered_source_mask(image, excluded=None, params=SourceMaskParams()):
     pixels are filled with a robust background; a ring median removes the
     local background; each tier smooths the residual with its Gaussian,
     thresholds at the clipped median plus ``nsigma`` clipped standard
-    deviations of what earlier tiers left unmasked, keeps segments of at
+    deviations of what earlier tiers left unmasked (of the smoothed image,
+    or with ``threshold_noise="pixel"`` of the unsmoothed pixels: then a
+    wide tier finds only extended light brighter than ``nsigma`` times the
+    pixel noise, however faint its noise after smoothing), keeps segments of at
     least ``min_area`` pixels and grows them by a square. Wide tiers catch
     the faint extended wings of bright galaxies, narrow ones faint compact
     sources.
@@ -260,14 +295,19 @@ def tiered_source_mask(image, excluded=None, params=SourceMaskParams()):
         img = _clip_bright(img, bad, params)
     resid = img - ring_median(img, params.ring_radius, params.ring_width, params.ring_block)
     masked = bad.copy()
+    step = params.stats_stride
+    pixel_std = None
+    if params.threshold_noise == "pixel":
+        _, _, pixel_std = sigma_clipped_stats(resid[::step, ::step][~bad[::step, ::step]],
+                                              sigma=3.0, maxiters=5)
     tiers = zip(params.smooth_sigmas, params.nsigmas, params.min_areas, params.dilations)
     for k, (sigma, nsigma, min_area, grow) in enumerate(tiers, start=1):
         smooth = gaussian_smooth(resid, sigma)
-        step = params.stats_stride
         sample = smooth[::step, ::step][~masked[::step, ::step]]
         if sample.size < 10:
             break
         _, median, std = sigma_clipped_stats(sample, sigma=3.0, maxiters=5)
+        std = pixel_std if pixel_std is not None else std
         found = segments(smooth > median + nsigma * std, min_area)
         found = dilate_square(found, grow)
         if k == 1:

@@ -29,21 +29,28 @@ MOSAIC_GRIDS = {
 EPOCH1_PA_V3 = GRID_ROTATION + 180.0
 
 
+def tangent_wcs(crval, crpix, rotation, pixel_scale, shape):
+    """A FITS TAN WCS as the resample step builds its output grid: ``crpix`` 0-based (x, y),
+    ``rotation`` the position angle (deg) of the y axis, ``pixel_scale`` in arcsec, ``shape``
+    (nx, ny)."""
+    w = WCS(naxis=2)
+    w.wcs.ctype = ["RA---TAN", "DEC--TAN"]
+    w.wcs.crval = crval
+    w.wcs.crpix = [crpix[0] + 1.0, crpix[1] + 1.0]
+    theta = np.deg2rad(rotation)
+    scale = pixel_scale / 3600.0
+    w.wcs.cd = scale * np.array([[-np.cos(theta), np.sin(theta)], [np.sin(theta), np.cos(theta)]])
+    w.pixel_shape = tuple(shape)
+    return w
+
+
 def grid_wcs(name):
     """A FITS WCS of a DR0.5 mosaic grid (``nircam1`` ... ``all``)."""
     try:
-        (crpix_x, crpix_y), (nx, ny) = MOSAIC_GRIDS[name]
+        crpix, shape = MOSAIC_GRIDS[name]
     except KeyError:
         raise KeyError(f"unknown mosaic grid {name!r}; known: {', '.join(MOSAIC_GRIDS)}") from None
-    w = WCS(naxis=2)
-    w.wcs.ctype = ["RA---TAN", "DEC--TAN"]
-    w.wcs.crval = GRID_CRVAL
-    w.wcs.crpix = [crpix_x + 1.0, crpix_y + 1.0]
-    theta = np.deg2rad(GRID_ROTATION)
-    scale = GRID_PIXEL_SCALE / 3600.0
-    w.wcs.cd = scale * np.array([[-np.cos(theta), np.sin(theta)], [np.sin(theta), np.cos(theta)]])
-    w.pixel_shape = (nx, ny)
-    return w
+    return tangent_wcs(GRID_CRVAL, crpix, GRID_ROTATION, GRID_PIXEL_SCALE, shape)
 
 
 def pointing_centre(name):

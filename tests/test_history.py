@@ -1,6 +1,7 @@
 """History entries: what a step did, and the rerun guard built on them."""
 
 import numpy as np
+import pytest
 from stdatamodels.jwst import datamodels
 
 from ceers_nircam import history
@@ -37,3 +38,17 @@ def test_long_entries_come_back_whole(tmp_path):
         entry = history.entries(source, "remstriping")
         assert entry == [history.describe("remstriping", params)]
         assert history.entries(source, "wispsub")[0].endswith("y" * 48 + ".")
+
+
+@pytest.mark.parametrize("pad", range(0, 6))
+def test_entries_with_a_space_at_a_card_boundary_come_back_whole(tmp_path, pad):
+    # FITS drops a card's trailing blank: a space falling at the end of a card must come back.
+    model = datamodels.ImageModel(np.zeros((8, 8), np.float32))
+    params = {"a" * (40 + pad): 1, "ring_width": 3.0, "clip_box": 100, "clip_nsigma": 5.0,
+              "bkg_box": 5, "bkg_filter": 3, "bkg_sigma": 3.0, "rnoise_factor": 11.84199}
+    history.record(model, "skywcsvar", params)
+    path = str(tmp_path / "x_match.fits")
+    model.save(path)
+    for source in (path, datamodels.ImageModel(path)):
+        text = history.entries(source, "skywcsvar")[0]
+        assert text.rstrip(".") == history.describe("skywcsvar", params)

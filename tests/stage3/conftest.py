@@ -4,11 +4,14 @@
 their cal files made by stage2/image2.py. ``aligned``: stage3/astrometry.py
 on both filters with --save_results, in a copy of the cal directory.
 ``outliers``: stage3/associations.py and stage3/image3_part1.py on the F150W
-association of the aligned images.
+association of the aligned images. ``matched``: image3_part1.py on both filters and
+stage3/skywcsvar.py on every image. ``mosaics``: stage3/make_mosaic.py of both filters on one
+derived grid, and the noiseless scene drizzled alike.
 """
 
 import dataclasses
 import glob
+import logging
 import os
 import shutil
 
@@ -87,3 +90,101 @@ def outliers(pointing, aligned, tmp_path_factory):
     result = data.run_script("stage3/image3_part1.py", os.path.join(work, "nircam1_f150w.json"),
                              "--output_dir", crf_dir)
     return {"dir": work, "crf_dir": crf_dir, "log": result.stderr}
+
+
+@dataclasses.dataclass
+class Matched:
+    """The pointing's images through skywcsvar.py: ``dir`` holds the associations, ``cal_dir``
+    (``<dir>/calibrated``) the 1/f masks, _tweakreg, _crf, _bkgsub1 and _match files."""
+
+    dir: str
+    cal_dir: str
+    rate_dir: str
+    roots: list
+    logs: dict
+    crf_md5: dict
+
+    def path(self, root, suffix):
+        return os.path.join(self.cal_dir, f"{root}_{suffix}.fits")
+
+
+@pytest.fixture(scope="session")
+def matched(pointing, aligned, tmp_path_factory):
+    """Stage 3 up to the _match files, as CEERS runs it, on the aligned pointing.
+
+    The aligned images of ``aligned`` (stage 1 as CEERS ran it, Image2, astrometry) and the
+    1/f source masks stage 1 wrote beside the rate files are copied into ``calibrated/``;
+    then associations.py, image3_part1.py on both filters, and skywcsvar.py on every _crf
+    file (run in this process; their log lines kept per exposure).
+    """
+    work = str(tmp_path_factory.mktemp("matched"))
+    cal = os.path.join(work, "calibrated")
+    os.makedirs(cal)
+    roots = pointing.roots()
+    for root in roots:
+        shutil.copy(os.path.join(aligned["dir"], f"{root}_tweakreg.fits"), cal)
+        shutil.copy(os.path.join(pointing.rate_dir, f"{root}_rate_1fmask.fits"), cal)
+    data.run_in_process("stage3/associations.py", "--pointing", "nircam1", "--input_dir", cal,
+                        "--output_dir", work, "--suffix", "tweakreg")
+    for filt in ("f150w", "f277w"):
+        data.run_in_process("stage3/image3_part1.py", os.path.join(work, f"nircam1_{filt}.json"),
+                            "--output_dir", cal)
+    crf_md5 = {root: data.md5(os.path.join(cal, f"{root}_a3001_crf.fits")) for root in roots}
+    logs = {}
+    handler = _Capture()
+    logging.getLogger("ceers").addHandler(handler)
+    try:
+        for root in roots:
+            handler.lines = []
+            data.run_in_process("stage3/skywcsvar.py", "--image", os.path.join(cal, f"{root}_a3001_crf.fits"))
+            logs[root] = "\n".join(handler.lines)
+    finally:
+        logging.getLogger("ceers").removeHandler(handler)
+    return Matched(work, cal, pointing.rate_dir, roots, logs, crf_md5)
+
+
+class _Capture(logging.Handler):
+    """Keeps the messages of the ``ceers`` loggers."""
+
+    def __init__(self):
+        super().__init__(logging.INFO)
+        self.lines = []
+
+    def emit(self, record):
+        self.lines.append(record.getMessage())
+
+
+@dataclasses.dataclass
+class Mosaics:
+    """Mosaics of the pointing on one derived grid: ``i2d[filter]`` (F150W, F277W), the grid
+    file, ``scene[filter]``: the noiseless source light of the same exposures drizzled the same
+    way (sky, wisp and striping left out), and the stderr of the runs."""
+
+    dir: str
+    grid: str
+    i2d: dict
+    scene: dict
+    logs: dict
+
+
+@pytest.fixture(scope="session")
+def mosaics(matched):
+    """make_mosaic.py on both filters' _final associations, on the window of the DR0.5 frame
+    that covers the F150W images (--cover, saved with --save_grid; the F277W images reach
+    beyond it and are cut at its edges, as at the edge of a DR0.5 grid); then the
+    noiseless scene of each exposure, put in a copy of its _match file (so that it carries
+    the same WCS, flags and weights), drizzled onto the same grid."""
+    out = os.path.join(matched.dir, "mosaics")
+    grid = os.path.join(matched.dir, "grid_nircam1_test.json")
+    i2d, scene, logs = {}, {}, {}
+    cover = [os.path.join(matched.dir, "nircam1_f150w_final.json")]
+    for filt in ("f150w", "f277w"):
+        asn = os.path.join(matched.dir, f"nircam1_{filt}_final.json")
+        grid_args = ("--cover", *cover, "--save_grid", grid) if filt == "f150w" else ("--grid", grid)
+        logs[filt] = data.run_script("stage3/make_mosaic.py", asn, *grid_args, "--output_dir", out).stderr
+        i2d[filt] = os.path.join(out, f"ceers_nircam1_{filt}_i2d.fits")
+        scene_asn = data.scene_association(matched, filt)
+        data.run_script("stage3/make_mosaic.py", scene_asn, "--grid", grid, "--output_dir",
+                        os.path.join(matched.dir, "scene"))
+        scene[filt] = os.path.join(matched.dir, "scene", f"ceers_nircam1_{filt}_scene_i2d.fits")
+    return Mosaics(out, grid, i2d, scene, logs)

@@ -163,6 +163,29 @@ def rate_files(offline_dir):
     return target
 
 
+def run_in_process(script, *args):
+    """Run one of our scripts in this process (its ``main``), saving the start-up of a new
+    interpreter with jwst; raise if it fails."""
+    import importlib.util
+
+    name = "script_" + script.replace("/", "_").replace(".py", "")
+    spec = importlib.util.spec_from_file_location(name, os.path.join(ROOT, script))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    status = module.main([str(a) for a in args])
+    if status != 0:
+        raise AssertionError(f"{script} {' '.join(map(str, args))} failed ({status})")
+
+
+def md5(path):
+    """Hex digest of a file's bytes."""
+    digest = hashlib.md5()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
 def run_script(script, *args, check=True):
     """Run one of our scripts as a user would; return the CompletedProcess."""
     result = subprocess.run([sys.executable, os.path.join(ROOT, script), *map(str, args)],
@@ -244,3 +267,58 @@ def shared_data():
         if os.path.isdir(candidate):
             return candidate
     return path
+
+
+def scene_cal(root, rate_dir, model):
+    """The noiseless source light of an exposure in the units of its cal file (MJy/sr): the
+    simulator's noiseless rate less its sky, wisp and striping, through the flat and photom."""
+    from astropy.io import fits
+
+    from ceers_nircam import reffiles
+    from ceers_nircam.offline import artifacts, validate
+    from ceers_nircam.offline.simulate import read_truth
+
+    truth = read_truth(os.path.join(rate_dir, f"{root}_truth.fits"))
+    h = truth["header"]
+    ideal = fits.getdata(os.path.join(rate_dir, f"{root}_ideal.fits")).astype(np.float64)
+    flat, _ = reffiles.flat_field(model)
+    if "stripe_rows" in truth:
+        ideal -= artifacts.striping_image(truth["stripe_rows"], truth["stripe_cols"],
+                                          np.zeros(ideal.shape, bool))
+    if "wisp" in truth:
+        ideal -= truth["wisp"]
+    ideal -= validate.true_sky(truth) / h["PHOTMJSR"] * flat
+    return (ideal / flat * h["PHOTMJSR"]).astype(np.float32)
+
+
+def scene_association(matched, filt):
+    """A copy of each _match file of a filter with its SCI replaced by the noiseless scene
+    (NaN where SCI is), and an association of them (product ``..._scene``); its path."""
+    from stdatamodels.jwst import datamodels
+
+    from ceers_nircam import fitsio
+    from ceers_nircam.steps import associations
+
+    product, members = associations.members(os.path.join(matched.dir, f"nircam1_{filt}_final.json"))
+    roots = []
+    for path in members:
+        root = os.path.basename(path).split("_a3001_")[0]
+        with datamodels.ImageModel(path) as model:
+            model.data = np.where(np.isfinite(model.data), scene_cal(root, matched.rate_dir, model),
+                                  np.nan).astype(np.float32)
+            name = f"{root}_a3001_scene.fits"
+            model.meta.filename = name
+            fitsio.save_model(model, os.path.join(os.path.dirname(path), name))
+        roots.append(root)
+    asn = associations.make_association(roots, f"{product}_scene", "calibrated", "a3001_scene")
+    out = os.path.join(matched.dir, f"nircam1_{filt}_scene.json")
+    with open(out, "w") as fh:
+        fh.write(associations.association_json(asn))
+    return out
+
+
+def load_truth(rate_dir, root):
+    """The truth file of an exposure (``read_truth``)."""
+    from ceers_nircam.offline.simulate import read_truth
+
+    return read_truth(os.path.join(rate_dir, f"{root}_truth.fits"))

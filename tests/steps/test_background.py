@@ -73,3 +73,43 @@ def test_background2d_follows_a_gradient():
     truth = 1.0 + 0.002 * x + 0.001 * y
     assert np.max(np.abs(bkg - truth)[32:-32, 32:-32]) < 0.03
     assert np.median(rms) == pytest.approx(0.05, rel=0.2)
+
+
+def _scene(shape, seed):
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[0:shape[0], 0:shape[1]]
+    image = (1.0 + 0.001 * x - 0.0005 * y + rng.normal(0, 0.1, shape)).astype(np.float32)
+    image[rng.random(shape) < 0.01] += 5.0  # cosmic-ray-like outliers
+    excluded = rng.random(shape) < 0.2
+    excluded[40:90, 30:110] = True  # a masked galaxy: whole boxes left out
+    image[5, 7] = np.nan
+    return image, excluded
+
+
+@pytest.mark.parametrize("estimator", ["median", "biweight"])
+@pytest.mark.parametrize("box,filter_size,shape", [(5, 3, (203, 187)), (10, 5, (240, 300)),
+                                                   (32, 3, (256, 256)), (16, 1, (100, 130))])
+def test_fast_background2d_equals_photutils(estimator, box, filter_size, shape):
+    image, excluded = _scene(shape, box)
+    ours = background.background2d(image, excluded, box=box, filter_size=filter_size,
+                                   estimator=estimator, exclude_percentile=90)
+    ref = background.background2d(image, excluded, box=box, filter_size=filter_size,
+                                  estimator=estimator, exclude_percentile=90, engine="photutils")
+    for a, b in zip(ours, ref):
+        np.testing.assert_allclose(a, b, rtol=0, atol=2e-6)
+
+
+@pytest.mark.parametrize("box", [2, 5, 10])
+def test_zoom_along_axes_equals_scipy_zoom(box):
+    from scipy import ndimage
+
+    mesh = np.random.default_rng(box).normal(0, 1, (13, 17)).astype(np.float32)
+    ref = ndimage.zoom(mesh, box, order=3, mode="reflect", grid_mode=True, output=np.float32)
+    ours = background._zoom_axis(background._zoom_axis(mesh, box, 13 * box, 0), box, 17 * box, 1)
+    np.testing.assert_allclose(ours, ref, atol=2e-6)
+
+
+def test_background2d_refuses_a_fully_masked_image():
+    image = np.ones((50, 50), np.float32)
+    with pytest.raises(ValueError, match="masked"):
+        background.background2d(image, np.ones(image.shape, bool), box=10)

@@ -1,0 +1,205 @@
+"""stage3/make_mosaic.py on the simulated pointing (``mosaics``), judged against the truth.
+
+The test grid is the window of the DR0.5 frame that covers the F150W images (derived with
+--cover); both filters are drizzled onto it. The images were aligned by the astrometry step
+(the simulated visit has a 0.43 arcsec pointing error, and 3 mas per exposure).
+"""
+
+import os
+
+import numpy as np
+import pytest
+from astropy.io import fits
+from astropy.table import Table
+from astropy.wcs import WCS
+from stdatamodels.jwst import datamodels
+
+import stage3_data as data
+from ceers_nircam import history, survey
+from ceers_nircam.background import background2d
+from ceers_nircam.steps import mosaic
+
+pytestmark = pytest.mark.pipeline
+
+FILTERS = ("f150w", "f277w")
+
+
+def _wcs(path):
+    return WCS(fits.getheader(path, "SCI"))
+
+
+def test_every_filter_on_one_grid_aligned_with_the_dr05_frame(mosaics):
+    grids = {f: mosaic.grid_of_header(fits.getheader(mosaics.i2d[f], "SCI")) for f in FILTERS}
+    saved = mosaic.Grid.read(mosaics.grid)
+    for filt, grid in grids.items():
+        assert mosaic.same_grid(grid, saved), filt
+        assert fits.getheader(mosaics.i2d[filt])["MOSGRID"] == saved.name
+        assert history.already_done(mosaics.i2d[filt], "make_mosaic")
+    a, b = (fits.getheader(mosaics.i2d[f], "SCI") for f in FILTERS)
+    for key in ("NAXIS1", "NAXIS2", "CRPIX1", "CRPIX2", "CRVAL1", "CRVAL2", "PC1_1", "PC1_2",
+                "PC2_1", "PC2_2", "CDELT1", "CDELT2"):
+        assert a[key] == b[key], key
+    # A window of the DR0.5 frame: nircam1's grid shifted by whole pixels.
+    dx, dy = saved.offset_in(mosaic.Grid.dr05("nircam1"))
+    x, y = np.array([0.0, 100.0, 3000.0]), np.array([0.0, 2000.0, 50.0])
+    ra, dec = _wcs(mosaics.i2d["f150w"]).all_pix2world(x, y, 0)
+    x1, y1 = survey.grid_wcs("nircam1").all_world2pix(ra, dec, 0)
+    np.testing.assert_allclose(x1, x + dx, atol=1e-6)
+    np.testing.assert_allclose(y1, y + dy, atol=1e-6)
+
+
+def _windowed_centroid(image, x, y, sigma, half=10, iterations=10):
+    """Gaussian-windowed centroid (SExtractor's XWIN) of a background-subtracted image."""
+    xi, yi = int(round(x)), int(round(y))
+    stamp = image[yi - half:yi + half + 1, xi - half:xi + half + 1]
+    if stamp.shape != (2 * half + 1, 2 * half + 1) or not np.all(np.isfinite(stamp)):
+        return np.nan, np.nan
+    yy, xx = np.mgrid[yi - half:yi + half + 1, xi - half:xi + half + 1]
+    cx, cy = x, y
+    for _ in range(iterations):
+        w = np.exp(-((xx - cx) ** 2 + (yy - cy) ** 2) / (2 * sigma**2)) * stamp
+        cx, cy = (w * xx).sum() / w.sum(), (w * yy).sum() / w.sum()
+    return cx, cy
+
+
+def _isolated_bright(catalog, filt, wcs, shape, mag_max=25.0, radius=0.8):
+    """Truth sources brighter than ``mag_max`` with no source within 3 mag of them inside
+    ``radius`` arcsec, not large (r_eff < 0.3 arcsec), at least 20 pixels inside the grid."""
+    mag = np.asarray(catalog[f"mag_{filt}"])
+    ra, dec = np.asarray(catalog["ra"]), np.asarray(catalog["dec"])
+    x, y = wcs.all_world2pix(ra, dec, 0)
+    ny, nx = shape
+    pick = np.flatnonzero((mag < mag_max) & (np.asarray(catalog["r_eff"]) < 0.3)
+                          & (x > 20) & (x < nx - 21) & (y > 20) & (y < ny - 21))
+    keep = []
+    for i in pick:
+        d = np.hypot((ra - ra[i]) * np.cos(np.deg2rad(dec[i])), dec - dec[i]) * 3600
+        near = (d < radius) & (mag < mag[i] + 3)
+        near[i] = False
+        if not near.any():
+            keep.append(i)
+    return np.array(keep), x, y
+
+
+@pytest.mark.parametrize("filt", FILTERS)
+def test_truth_positions_within_5_mas(mosaics, matched, filt):
+    catalog = Table.read(os.path.join(matched.rate_dir, "truth_catalog.ecsv"))
+    with fits.open(mosaics.i2d[filt]) as hdul:
+        image = hdul["SCI"].data.astype(np.float32)
+        wcs = WCS(hdul["SCI"].header)
+    scene = fits.getdata(mosaics.scene[filt], "SCI")
+    bkg, _ = background2d(image, ~np.isfinite(image) | (scene > 1e-3), box=64, filter_size=3)
+    image = image - bkg
+    chosen, x, y = _isolated_bright(catalog, filt, wcs, image.shape)
+    sigma = {"f150w": 1.0, "f277w": 1.6}[filt]
+    offsets, own = [], []
+    for i in chosen:
+        cx, cy = _windowed_centroid(image, x[i], y[i], sigma)
+        sx, sy = _windowed_centroid(scene, x[i], y[i], sigma)
+        if np.isfinite(cx) and np.isfinite(sx):
+            offsets.append((cx - x[i], cy - y[i]))
+            own.append((sx - x[i], sy - y[i]))
+    offsets, own = np.array(offsets) * 30.0, np.array(own) * 30.0  # mas (0.03" pixels)
+    median = np.median(offsets, axis=0)
+    print(f"\n{filt}: {len(offsets)} isolated sources; median offset of the measured positions "
+          f"({median[0]:+.2f}, {median[1]:+.2f}) mas, robust scatter "
+          f"{1.4826 * np.median(np.abs(offsets - median)):.1f} mas; the noiseless scene drizzled "
+          f"alike: ({np.median(own[:, 0]):+.2f}, {np.median(own[:, 1]):+.2f}) mas")
+    assert len(offsets) >= 20
+    assert np.hypot(*median) < 5.0
+
+
+@pytest.mark.parametrize("filt", FILTERS)
+def test_err_has_no_holes_at_injected_bad_pixels(mosaics, matched, filt):
+    with fits.open(mosaics.i2d[filt]) as hdul:
+        err = hdul["ERR"].data
+        wcs = WCS(hdul["SCI"].header)
+    ratios = []
+    for root in matched.roots:
+        with datamodels.open(matched.path(root, "a3001_match")) as match:
+            if match.meta.instrument.filter.lower() != filt:
+                continue
+            bad = data.load_truth(matched.rate_dir, root)["badpix"]
+            ra, dec = match.meta.wcs(np.asarray(bad["x"], float), np.asarray(bad["y"], float))
+        x, y = wcs.all_world2pix(ra, dec, 0)
+        for xi, yi in zip(np.round(x).astype(int), np.round(y).astype(int)):
+            if not (5 <= xi < err.shape[1] - 5 and 5 <= yi < err.shape[0] - 5):
+                continue
+            box = err[yi - 4:yi + 5, xi - 4:xi + 5].copy()
+            box[2:7, 2:7] = np.nan  # neighbours: the ring 3-4 pixels out
+            ring = np.nanmedian(box)
+            if np.isfinite(ring):
+                ratios.append(err[yi, xi] / ring)
+    ratios = np.array(ratios)
+    print(f"\n{filt}: ERR at {ratios.size} bad pixels over their neighbours: median "
+          f"{np.nanmedian(ratios):.3f}, 1-99%: {np.nanpercentile(ratios, 1):.3f}-"
+          f"{np.nanpercentile(ratios, 99):.3f}, min {np.nanmin(ratios):.3f}, max {np.nanmax(ratios):.3f}")
+    assert ratios.size > 100
+    assert np.all(np.isfinite(ratios))
+    assert np.all(np.abs(ratios - 1) < 0.2)
+
+
+@pytest.mark.parametrize("filt", FILTERS)
+@pytest.mark.parametrize("radius", [3, 6])
+def test_empty_aperture_noise_matches_err(mosaics, filt, radius):
+    with fits.open(mosaics.i2d[filt]) as hdul:
+        image = hdul["SCI"].data.astype(np.float32)
+        err = hdul["ERR"].data
+    scene = fits.getdata(mosaics.scene[filt], "SCI")
+    empty = np.isfinite(image) & np.isfinite(err)
+    rms = np.nanstd((image - scene)[empty & (scene < 1e-5)][::7])
+    near_source = scene > 0.02 * rms
+    bkg, _ = background2d(image, ~empty | near_source, box=64, filter_size=3)
+    image = image - bkg
+    yy, xx = np.mgrid[-radius - 2:radius + 3, -radius - 2:radius + 3]
+    inside = np.hypot(xx, yy) <= radius
+    half = radius + 2
+    sums, predicted = [], []
+    for yc in range(half + 5, image.shape[0] - half - 5, 2 * half + 3):
+        for xc in range(half + 5, image.shape[1] - half - 5, 2 * half + 3):
+            cut = (slice(yc - half, yc + half + 1), slice(xc - half, xc + half + 1))
+            if not empty[cut].all() or near_source[cut].any():
+                continue
+            sums.append(image[cut][inside].sum())
+            predicted.append(np.sqrt(np.sum(err[cut][inside] ** 2)))
+    sums = np.array(sums)
+    measured = 1.4826 * np.median(np.abs(sums - np.median(sums)))
+    expected = np.median(predicted)
+    print(f"\n{filt} r={radius}: {sums.size} empty apertures; noise {measured:.4g}, ERR predicts "
+          f"{expected:.4g} (ratio {measured / expected:.3f})")
+    assert sums.size > 200
+    assert measured / expected == pytest.approx(1.0, abs=0.10)
+
+
+def test_dr05_grid_mosaic_equals_the_window(mosaics, matched, tmp_path):
+    """F277W on the real nircam1 grid (10600 x 4800): the DR0.5 WCS, and the pixels of the
+    test window where it lies in it."""
+    out = str(tmp_path / "dr05")
+    result = data.run_script("stage3/make_mosaic.py", os.path.join(matched.dir, "nircam1_f277w_final.json"),
+                             "--output_dir", out)
+    assert "grid nircam1 (10600 x 4800 pixels)" in result.stderr
+    path = os.path.join(out, "ceers_nircam1_f277w_i2d.fits")
+    header = fits.getheader(path, "SCI")
+    grid = mosaic.grid_of_header(header)
+    assert mosaic.same_grid(grid, mosaic.Grid.dr05("nircam1"))
+    dx, dy = mosaic.Grid.read(mosaics.grid).offset_in(grid)
+    window = fits.getdata(mosaics.i2d["f277w"], "SCI")
+    ny, nx = window.shape
+    full = fits.getdata(path, "SCI")[dy:dy + ny, dx:dx + nx]
+    # The window's outermost pixels also receive what falls just beyond it on the big grid.
+    both = np.isfinite(full) & np.isfinite(window)
+    both[:2], both[-2:], both[:, :2], both[:, -2:] = False, False, False, False
+    assert both.mean() > 0.5
+    np.testing.assert_allclose(full[both], window[both], rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.parametrize("args,message", [
+    (("--grid", "nircam7"), "unknown mosaic grid 'nircam7'"),
+    (("--grid", "missing_grid.json"), "no such grid file"),
+])
+def test_bad_grid_is_a_one_line_error(matched, tmp_path, args, message):
+    result = data.run_script("stage3/make_mosaic.py", os.path.join(matched.dir, "nircam1_f150w_final.json"),
+                             *args, "--output_dir", str(tmp_path), check=False)
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines()[-1].startswith("ERROR: ") and message in result.stderr
+    assert os.listdir(tmp_path) == []

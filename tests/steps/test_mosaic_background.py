@@ -1,0 +1,155 @@
+"""Mosaic background: the CEERS config format, merged masks and the two backgrounds on a small
+synthetic mosaic."""
+
+import os
+
+import numpy as np
+import pytest
+
+from ceers_nircam.cli import CeersError
+from ceers_nircam.steps import mosaic_background as mb
+
+
+
+def _shared_config():
+    """../shared/data/ceers-dr05/mosaic_background.cfg beside the project (or beside a folder
+    further up, for a git worktree kept in a subfolder)."""
+    folder = os.path.dirname(os.path.abspath(__file__))
+    while os.path.dirname(folder) != folder:
+        folder = os.path.dirname(folder)
+        path = os.path.join(folder, "shared", "data", "ceers-dr05", "mosaic_background.cfg")
+        if os.path.exists(path):
+            return path
+    return ""
+
+
+SHARED_CONFIG = _shared_config()
+DR05_NIRCAM = mb.BandParams()
+
+
+@pytest.mark.skipif(not SHARED_CONFIG, reason="../shared/data/ceers-dr05 is not present")
+def test_the_dr05_config_parses():
+    bands = mb.read_config(SHARED_CONFIG)
+    assert set(bands) == {"nircam", "f606w", "f814w", "f105w", "f125w", "f140w", "f160w"}
+    assert bands["nircam"] == DR05_NIRCAM
+    assert bands["f606w"].tier_nsigma == (0.8, 0.8, 0.6, 0.6)
+    assert bands["f160w"].tier_npixels == (5, 5, 1, 1)
+    assert mb.band_params(bands, "f277w", True, "m.fits", SHARED_CONFIG) is bands["nircam"]
+    assert mb.band_params(bands, "f125w", False, "h.fits", SHARED_CONFIG) is bands["f125w"]
+    with pytest.raises(CeersError, match=r"no \[f435w\] section for h.fits"):
+        mb.band_params(bands, "f435w", False, "h.fits", SHARED_CONFIG)
+
+
+def _config(tmp_path, text):
+    path = tmp_path / "bkg.cfg"
+    path.write_text(text)
+    return str(path)
+
+
+NIRCAM = """[nircam]
+bg_box_size = 10
+bg_filter_size = 5
+ring_radius_in = 80
+ring_width = 4
+tier_dilate_size = 33, 25, 21, 19
+tier_nsigma = 1.5, 1.5, 1.5, 1.5
+tier_npixels = 15, 10, 3, 1
+"""
+
+
+@pytest.mark.parametrize("text,message", [
+    (NIRCAM + "\n[hst_deep]\nbg_box_size = 10\n", r"unknown band section \[hst_deep\]"),
+    (NIRCAM + "bg_boxsize = 10\n", r"\[nircam\]: unknown key 'bg_boxsize'"),
+    (NIRCAM.replace("bg_box_size = 10", "bg_box_size = ten"), r"bg_box_size = 'ten' is not a int"),
+    (NIRCAM.replace("tier_npixels = 15, 10, 3, 1", "tier_npixels = 15, 10"), "tier_npixels|min_areas needs 4"),
+    ("bg_box_size = 10\n", "not a readable config file"),
+])
+def test_bad_config_is_a_one_line_error(tmp_path, text, message):
+    with pytest.raises(CeersError, match=message):
+        mb.read_config(_config(tmp_path, text))
+
+
+def test_nircam_section_parses_to_the_dr05_values(tmp_path):
+    bands = mb.read_config(_config(tmp_path, NIRCAM + "\n[F160W]\ntier_nsigma = 0.8, 0.8, 0.5, 0.5\n"))
+    assert bands["nircam"] == DR05_NIRCAM
+    assert bands["f160w"].tier_nsigma == (0.8, 0.8, 0.5, 0.5)
+    assert bands["f160w"].bg_box_size == 10  # the rest keeps the defaults
+
+
+@pytest.mark.parametrize("header,band", [({"FILTER": "F150W"}, "f150w"),
+                                         ({"FILTER1": "CLEAR1L", "FILTER2": "F814W"}, "f814w"),
+                                         ({"FILTER1": "F606W", "FILTER2": "CLEAR2L"}, "f606w"),
+                                         ({}, "")])
+def test_band_of_a_header(header, band):
+    assert mb.band_of(header) == band
+
+
+def test_merge_masks_keeps_one_bit_per_band():
+    a = np.zeros((4, 4), np.uint8)
+    b = np.zeros((4, 4), np.uint8)
+    a[0, 0], a[1, 1] = 1, 2  # off-detector only; a source
+    b[1, 1], b[2, 2] = 4, 8
+    merged = mb.merge_masks([a, b])
+    assert merged[0, 0] == 0 and merged[1, 1] == 3 and merged[2, 2] == 2
+    assert merged.dtype == np.uint16
+
+
+def _mosaic(shape=(600, 700), seed=3, sigma=0.01):
+    """A mosaic with empty margins, compact and extended sources and correlated noise."""
+    from scipy import ndimage
+
+    rng = np.random.default_rng(seed)
+    noise = ndimage.uniform_filter(rng.normal(0, sigma * 2, shape), 2)
+    y, x = np.mgrid[0:shape[0], 0:shape[1]]
+    scene = np.zeros(shape)
+    for _ in range(80):
+        yc, xc = rng.uniform(0, shape[0]), rng.uniform(0, shape[1])
+        size, peak = rng.choice([1.2, 3.0, 12.0]), rng.uniform(0.01, 0.3)
+        scene += peak * np.exp(-((x - xc) ** 2 + (y - yc) ** 2) / (2 * size**2))
+    off = np.zeros(shape, bool)
+    off[:, :40] = True
+    off[560:, :] = True
+    image = np.where(off, np.nan, scene + noise).astype(np.float32)
+    return image, scene, off, float(np.std(noise))
+
+
+def test_first_and_final_backgrounds_remove_a_gradient_not_the_sources():
+    image, scene, off, rms = _mosaic()
+    y, x = np.mgrid[0:image.shape[0], 0:image.shape[1]]
+    gradient = (3 * rms * (x / image.shape[1] + 0.5 * (y / image.shape[0]) ** 2)).astype(np.float32)
+    band = mb.BandParams(ring_radius_in=40, ring_width=4, clip_box=50)
+    results = {}
+    for name, img in (("flat", image), ("gradient", image + gradient)):
+        bkg1, bits = mb.first_background(img, off, band)
+        assert np.all(bits[off] & 1) and np.all(np.isnan(bkg1[off]))
+        merged = mb.merge_masks([bits])
+        bkg, bkgmask = mb.final_background(img, off, merged, band)
+        assert np.all(bkgmask[off] & mb.OFF_DETECTOR)
+        assert np.all((bkgmask[~off] & mb.SOURCES != 0) == (merged[~off] != 0))
+        results[name] = (img - bkg, merged != 0)
+    masked = results["flat"][1]
+    bright = (scene > 0.5 * rms) & ~off
+    assert masked[bright].mean() > 0.95
+    assert masked[~off].mean() < 0.6
+    # The gradient is gone where the background was measured: the difference of the two
+    # subtracted mosaics (the same noise) is the gradient less what its model took.
+    unmasked = ~off & ~masked & ~results["gradient"][1]
+    residual = (results["gradient"][0] - results["flat"][0])[unmasked]
+    assert np.sqrt(np.mean(residual**2)) < 0.05 * rms
+    # No bias under the sources: the subtracted mosaic less the scene averages to zero there.
+    under = results["flat"][0][masked & ~off] - scene[masked & ~off]
+    assert abs(np.mean(under)) < 0.1 * rms
+
+
+def test_covered_box():
+    usable = np.zeros((10, 12), bool)
+    usable[3:6, 4:9] = True
+    assert mb.covered_box(usable) == (slice(3, 6), slice(4, 9))
+    assert mb.covered_box(np.zeros((3, 3), bool)) is None
+
+
+@pytest.mark.parametrize("name,stem", [("mosaics/ceers_nircam1_f150w_i2d.fits", "ceers_nircam1_f150w"),
+                                       ("hst/egs_all_wfc3_ir_f160w_030mas_v1.9_drz.fits",
+                                        "egs_all_wfc3_ir_f160w_030mas_v1.9")])
+def test_output_names(name, stem):
+    assert mb.output_path(name, "mbkgsub1", "out") == f"out/{stem}_mbkgsub1.fits"
