@@ -6,6 +6,7 @@ Shared by the 1/f step (pedestal, clipped row and column medians) and stage
 :func:`sky_level` with a truth-based mask.
 """
 
+import dataclasses
 import warnings
 
 import numpy as np
@@ -164,34 +165,48 @@ def clipped_median(values, excluded, sigma=2.0, maxiters=5, stdfunc="std"):
     return clipped_stats(values, excluded, sigma, maxiters, stdfunc)[1]
 
 
-def _gaussian(x, amp, mu, sigma):
+def gaussian(x, amp, mu, sigma):
+    """The curve :func:`pedestal_fit` fits to the histogram."""
     return amp * np.exp(-0.5 * ((x - mu) / sigma) ** 2)
 
 
-def pedestal(values, lo=-1.0, hi=1.5, binsize=0.001, fit_halfwidth=None):
+@dataclasses.dataclass
+class PedestalFit:
+    """A pedestal and how it was found: the histogram and, for a fit, the Gaussian's
+    amplitude, centre and sigma and the bins fitted."""
+
+    value: float
+    method: str  # "gaussian", "median" (the fit failed) or "none" (no values)
+    centres: np.ndarray = None
+    counts: np.ndarray = None
+    popt: tuple = None
+    fitted: slice = dataclasses.field(default_factory=lambda: slice(None))
+
+
+def pedestal_fit(values, lo=-1.0, hi=1.5, binsize=0.001, fit_halfwidth=None):
     """Sky pedestal: the peak of a Gaussian fitted to the histogram of ``values``.
 
     Bins of ``binsize`` from ``lo`` to ``hi``. With ``fit_halfwidth`` (in
     units of the histogram's half-maximum width) only the bins around the
     peak are fitted, so that faint unmasked sources in the positive tail do
     not pull the centre. Falls back to the median (and says so) when the fit
-    fails or its peak lies outside the histogram. Returns (value, method).
+    fails or its peak lies outside the histogram. Returns a :class:`PedestalFit`.
     """
     from scipy.optimize import curve_fit
 
     values = np.asarray(values, dtype=np.float64).ravel()
     values = values[np.isfinite(values)]
     if values.size == 0:
-        return np.nan, "none"
+        return PedestalFit(np.nan, "none")
     nbins = int(round((hi - lo) / binsize))
     idx = np.floor((values - lo) / binsize).astype(np.int64)
     idx = idx[(idx >= 0) & (idx < nbins)]
     counts = np.bincount(idx, minlength=nbins).astype(np.float64)
     centres = lo + (np.arange(nbins) + 0.5) * binsize
-    median = float(np.median(values))
+    median = PedestalFit(float(np.median(values)), "median", centres, counts)
     if counts.sum() < 10:
         log.warning("Pedestal: too few pixels in the histogram range; using the median")
-        return median, "median"
+        return median
     peak = int(np.argmax(counts))
     above = np.flatnonzero(counts >= counts[peak] / 2)
     width = max((above.max() - above.min() + 1) * binsize, binsize)
@@ -202,16 +217,22 @@ def pedestal(values, lo=-1.0, hi=1.5, binsize=0.001, fit_halfwidth=None):
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            popt, _ = curve_fit(_gaussian, centres[use], counts[use],
+            popt, _ = curve_fit(gaussian, centres[use], counts[use],
                                 p0=(counts[peak], centres[peak], width / 2.355))
     except (RuntimeError, ValueError) as err:
         log.warning("Pedestal: Gaussian fit failed (%s); using the median", err)
-        return median, "median"
+        return median
     mu = float(popt[1])
     if not (np.isfinite(mu) and lo <= mu <= hi and popt[0] > 0):
         log.warning("Pedestal: Gaussian fit diverged; using the median")
-        return median, "median"
-    return mu, "gaussian"
+        return median
+    return PedestalFit(mu, "gaussian", centres, counts, tuple(float(p) for p in popt), use)
+
+
+def pedestal(values, lo=-1.0, hi=1.5, binsize=0.001, fit_halfwidth=None):
+    """(value, method) of :func:`pedestal_fit`."""
+    fit = pedestal_fit(values, lo, hi, binsize, fit_halfwidth)
+    return fit.value, fit.method
 
 
 def _run_biweight(rows, lo, hi, c=6.0):

@@ -1,73 +1,187 @@
 """The main job on the built-in demo data: ``python -m ceers_nircam.demo OUTDIR``.
 
-Builds the offline environment (synthetic CRDS context, wisp templates and a
-simulated CEERS-like visit), runs the reduction steps on the simulated
-exposures exactly as a user would from the command line, and writes a
-validation report comparing the products with the injected truth.
+Builds the offline environment, simulates a small CEERS-like pointing on the
+simulator's realistic defaults, writes the batch files of every stage with
+the generator, runs them through the local runner (the same scripts a user
+runs), and ends with background-subtracted mosaics and a validation report
+(``report.html`` and ``summary.json``) that compares every product with the
+injected truth. Run it again and it resumes: only what is missing is redone.
 """
 
-import glob
+import csv
+import dataclasses
 import os
-import subprocess
+import shlex
+import shutil
 import sys
+import time
 
-from .cli import CeersError, get_logger, make_parser, progress, run, setup_logging
+from . import names
+from .batch import accounting, runner, stages
+from .batch.runfile import Line, write_order, write_run_file
+from .cli import (CeersError, add_options, get_logger, make_parser, option, params_from_args, run,
+                  setup_logging)
+from .fitsio import atomic_path
+from .nircam import filter_channel
 from .offline import cli as offline
-from .offline.simulate import read_truth
-from .offline.validate import check_cal, format_report
+from .offline.simulate import SimulationConfig, plan_exposures
 
 log = get_logger("demo")
 
+FULL = {"detectors": ("NRCA1", "NRCA3", "NRCA4", "NRCALONG"),
+        "filters": ("F150W", "F200W", "F277W", "F444W")}
+REDUCED = {"detectors": ("NRCA3", "NRCALONG"), "filters": ("F150W", "F277W")}
+POINTING = "nircam1"
+# TweakReg settings of the CEERS configs (one section per visit); the absolute fit
+# allows a rotation in short wave and a rotation and scale in long wave.
+TWEAKREG = {"detect_thresh": 4, "detect_minarea": 16, "deblend": 4, "kernel_fwhm": 1.5,
+            "kernel_nsigma": 5, "snr_threshold": 2.5, "bkg_boxsize": 100, "minobj": 20,
+            "searchrad": 1.0, "separation": 0.2, "tolerance": 0.1, "nclip": 1, "sigma": 0.6,
+            "abs_minobj": 20, "abs_searchrad": 1.0, "abs_separation": 0.6, "abs_tolerance": 0.4,
+            "abs_nclip": 1, "abs_sigma": 0.8}
+LW_THRESH = 0.2  # 1/f full-row fallback threshold DR0.5 used for long-wave images
 
-def _strun(args, env):
-    """Run one ``strun`` command; raise with its last error line if it fails."""
-    proc = subprocess.run(["strun", *args], env=env, capture_output=True, text=True)
-    if proc.returncode != 0:
-        tail = (proc.stderr.strip().splitlines() or ["(no output)"])[-1]
-        raise CeersError(f"strun {' '.join(args)} failed: {tail}")
+
+@dataclasses.dataclass(frozen=True)
+class DemoParams:
+    """Options of the demo."""
+
+    workers: int = option(2, "lines run at once (the machine's cores)")
+    reduced: bool = option(False, "a smaller pointing (NRCA3 and NRCALONG in F150W and F277W), "
+                                  "as the test suite runs it")
+    ngroups: int = option(9, "groups per exposure (CEERS: 9)")
+    seed: int = option(1345, "seed of the simulation")
+
+
+def layout(params):
+    """Detectors and filters of the demo pointing."""
+    return REDUCED if params.reduced else FULL
+
+
+def simulation_lines(outdir, params, template_dir):
+    """One ``ceers-simulate`` line per detector, each into ``uncals/<detector>/``.
+
+    Every line draws the same scene and the same visit pointing error (both
+    follow from the seed), so the detectors make one consistent pointing.
+    """
+    plan = layout(params)
+    lines = []
+    for det in plan["detectors"]:
+        filters = [f for f in plan["filters"]
+                   if filter_channel(f) == ("LONG" if det.endswith("LONG") else "SHORT")]
+        config = SimulationConfig(detectors=(det,), filters=tuple(filters), ngroups=params.ngroups,
+                                  seed=params.seed, pointing=POINTING)
+        folder = os.path.join("uncals", det.lower())
+        outputs = tuple(os.path.join(folder, f"{e.rootname}_{kind}.fits")
+                        for e in plan_exposures(config) for kind in ("uncal", "truth", "ideal"))
+        command = shlex.join(["ceers-simulate", folder, "--detectors", det, "--filters",
+                              ",".join(filters), "--ngroups", str(params.ngroups), "--seed",
+                              str(params.seed), "--pointing", POINTING, "--template-dir",
+                              template_dir, "--save-ideal"])
+        lines.append(Line(command, key=det.lower(), outputs=outputs))
+    return lines
+
+
+def write_tweakreg_configs(outdir, visit, filters):
+    """The astrometry settings per filter, in the CEERS INI format (one section per visit)."""
+    for filt in filters:
+        path = os.path.join(outdir, "tweakreg_cfgs", POINTING, f"{filt.lower()}.cfg")
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        geometry = "rshift" if filter_channel(filt) == "SHORT" else "rscale"
+        text = "\n".join([f"[{visit}]", *(f"{k} = {v}" for k, v in TWEAKREG.items()),
+                          f"abs_fitgeom = {geometry}", ""])
+        with atomic_path(path) as tmp, open(tmp, "w") as fh:
+            fh.write(text)
+
+
+def write_values_table(path, exposures):
+    """Per-image values: wisp scales fitted (blank), 1/f threshold by channel."""
+    with atomic_path(path) as tmp, open(tmp, "w", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["exposure", "filter", "wisp_scale", "thresh"])
+        for root, filt in exposures:
+            writer.writerow([root, filt, "", LW_THRESH if filter_channel(filt) == "LONG" else 0.8])
+
+
+def _simulated(outdir):
+    """(root, filter) of every simulated exposure, from the truth files."""
+    from astropy.io import fits
+
+    found = []
+    for folder, _, files in sorted(os.walk(os.path.join(outdir, "uncals"))):
+        for name in sorted(files):
+            if name.endswith("_truth.fits"):
+                header = fits.getheader(os.path.join(folder, name))
+                found.append((name[: -len("_truth.fits")], header["FILTER"]))
+    return found
+
+
+def _check(results):
+    """Raise with the stage that left lines undone (the runner has logged which)."""
+    for runfile, states in results:
+        if not accounting.all_done(states):
+            raise CeersError(f"stage {runfile.stage} has lines not done: see "
+                             f"{os.path.join(os.path.dirname(runfile.path), 'logs', runfile.stage)} "
+                             "and run the demo again to resume")
+
+
+def reduce_pointing(outdir, params):
+    """Simulate (if needed), write the batch files and run every stage; return the batch folder."""
+    offline_dir = os.path.join(outdir, "offline")
+    offline.build(offline_dir, demo=False)
+    env = offline.environment(offline_dir)
+    os.environ.update(env)
+    bindir = os.path.dirname(sys.executable)
+    os.environ["PATH"] = bindir + os.pathsep + os.environ.get("PATH", "")
+
+    batch_dir = os.path.join(outdir, "batch")
+    sim_dir = os.path.join(batch_dir, "simulation")
+    sim_run = os.path.join(sim_dir, "simulate.run")
+    write_run_file(sim_run, "simulate", simulation_lines(outdir, params, env["CEERS_WISP_TEMPLATES"]),
+                   outdir)
+    write_order(sim_dir, ["simulate.run"])
+    log.info("Simulating the demo pointing (%s)", ", ".join(layout(params)["detectors"]))
+    _check(runner.run_chain([sim_dir], params.workers, workdir=outdir))
+
+    exposures = _simulated(outdir)
+    refcat = os.path.join(outdir, "reference_catalog.ecsv")
+    if not os.path.exists(refcat):
+        first = os.path.join(outdir, "uncals", layout(params)["detectors"][0].lower(),
+                             "reference_catalog.ecsv")
+        shutil.copyfile(first, refcat)
+    visit = exposures[0][0].split("_")[0]
+    write_tweakreg_configs(outdir, visit, layout(params)["filters"])
+    table = os.path.join(outdir, "image_values.csv")
+    write_values_table(table, exposures)
+    # Mosaics on the window of the pointing's DR0.5 grid that covers the images (every
+    # filter the same window), so that the demo does not drizzle onto 10600 x 4800 pixels
+    # of which it fills a third.
+    cover = " ".join(names.association(POINTING, f, final=True) for f in layout(params)["filters"])
+    settings = stages.BatchSettings(
+        uncal_dir="uncals", table=table, batch_dir=batch_dir, workdir=outdir, python=sys.executable,
+        alignment="astrometry", refcat="reference_catalog.ecsv", save_results=True,
+        extra=("detector1_and_snowballs=--save_mask", "wisp_subtraction=--plot",
+               "remstriping=--plot", "skysub_varscale=--plot", f"make_mosaics=--cover {cover}"))
+    pointing_dir = os.path.dirname(stages.generate(POINTING, settings)[0])
+    _check(runner.run_chain([pointing_dir], params.workers, workdir=outdir))
+    return pointing_dir
 
 
 def _main(argv):
-    parser = make_parser("Run the reduction on the built-in demo data and validate it.",
+    parser = make_parser("Reduce the built-in demo pointing and validate it against its truth.",
                          prog="python -m ceers_nircam.demo")
     parser.add_argument("outdir", nargs="?", default="demo_output")
-    args = parser.parse_args(argv)
+    args = add_options(parser, DemoParams).parse_args(argv)
     setup_logging(args.verbose)
+    params = params_from_args(DemoParams, args)
     outdir = os.path.abspath(args.outdir)
-    offline_dir = os.path.join(outdir, "offline")
-    offline.build(offline_dir)
-    env = dict(os.environ, **offline.environment(offline_dir))
-    uncal_dir = os.path.join(offline_dir, "demo", "uncals")
-    calibrated = os.path.join(outdir, "calibrated")
-    os.makedirs(calibrated, exist_ok=True)
-    bindir = os.path.dirname(sys.executable)
-    env["PATH"] = bindir + os.pathsep + env.get("PATH", "")
+    os.makedirs(outdir, exist_ok=True)
+    t0 = time.monotonic()
+    reduce_pointing(outdir, params)
+    from .offline import demo_report
 
-    uncals = sorted(glob.glob(os.path.join(uncal_dir, "*_uncal.fits")))
-    for uncal in progress(uncals, log, "Detector1 + Image2", every=1):
-        rate = os.path.join(calibrated, os.path.basename(uncal).replace("_uncal", "_rate"))
-        cal = rate.replace("_rate", "_cal")
-        if not os.path.exists(rate):
-            _strun(["calwebb_detector1", uncal, f"--output_dir={calibrated}"], env)
-        if not os.path.exists(cal):
-            _strun(["calwebb_image2", rate, f"--output_dir={calibrated}",
-                    "--steps.resample.skip=True"], env)
-
-    rows = []
-    for uncal in uncals:
-        truth = read_truth(uncal.replace("_uncal.fits", "_truth.fits"))
-        cal = os.path.join(calibrated, os.path.basename(uncal).replace("_uncal", "_cal"))
-        rows.append(check_cal(cal, truth))
-    report = format_report(rows, "ceers-nircam demo: calibrated images against injected truth", notes=(
-        "Products of calwebb_detector1 + calwebb_image2 alone: the 1/f striping and the wisps "
-        "are still in them (the sky is measured outside the wisp regions), and the header WCS "
-        "carries the simulated pointing error until stage 3 aligns it. Fluxes are aperture "
-        "photometry of isolated sources against the same aperture on the noiseless truth.",))
-    path = os.path.join(outdir, "validation_report.md")
-    with open(path, "w") as fh:
-        fh.write(report)
-    print(report)
-    log.info("Validation report written to %s", path)
+    html, summary = demo_report.write(outdir, layout(params))
+    log.info("Report: %s (%s); demo took %s", html, summary, runner.format_seconds(time.monotonic() - t0))
 
 
 def main(argv=None):

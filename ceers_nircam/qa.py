@@ -1,4 +1,8 @@
-"""Measurements of stage-1 products against injected truth, shared by tests and benchmarks.
+"""Measurements of products against injected truth, shared by tests, benchmarks and the demo.
+
+Snowballs: how much of each injected snowball's core and halo carries flags
+from its onset, what the expansion flagged away from every snowball and
+cosmic ray, and how well the rate agrees with the truth in the footprints.
 
 Residual striping: per amplifier-row with at least ``min_unmasked`` of its
 pixels unmasked, the recovered row value minus the true one, and per column
@@ -11,6 +15,60 @@ column) could reach: 1.25 sigma / sqrt(N).
 import dataclasses
 
 import numpy as np
+from stdatamodels.jwst import datamodels
+from stdatamodels.jwst.datamodels import dqflags
+
+from . import nircam
+from .masking import dilate_square
+
+JUMP = dqflags.group["JUMP_DET"]
+SAT = dqflags.group["SATURATED"]
+DO_NOT_USE = dqflags.pixel["DO_NOT_USE"]
+
+
+def onset_coverage(groupdq, events):
+    """Per snowball: share of its core and halo (light-sensitive pixels) flagged, as a jump or
+    saturated, in the groups its charge lands in (the onset group and the next)."""
+    from .offline.artifacts import snowball_footprint
+
+    shape = groupdq.shape[-2:]
+    science = ~nircam.reference_pixel_mask()[: shape[0], : shape[1]]
+    out = []
+    for i, ev in enumerate(events):
+        inside = snowball_footprint(events[[i]], shape, "halo") & science
+        g = int(ev["group"])
+        flags = groupdq[0, g] | groupdq[0, min(g + 1, groupdq.shape[1] - 1)]
+        out.append(float(np.mean((flags[inside] & (JUMP | SAT)) != 0)))
+    return np.array(out)
+
+
+def away_from_events(truth, shape):
+    """Pixels outside every snowball's outer footprint and every cosmic-ray hit (and the
+    hit's neighbours, which the jump step flags too)."""
+    from .offline.artifacts import snowball_footprint
+
+    outside = ~snowball_footprint(truth["snowballs"], shape, "outer")
+    hits = np.zeros(shape, dtype=bool)
+    hits[np.asarray(truth["cosmic_rays"]["y"]), np.asarray(truth["cosmic_rays"]["x"])] = True
+    return outside & ~dilate_square(hits, 3)
+
+
+def false_flags(before, after, truth):
+    """Share of the pixels away from every snowball and cosmic ray that the expansion
+    newly flagged in some group, and share of those pixels' groups."""
+    outside = away_from_events(truth, before.shape[-2:])
+    new = ((after & JUMP) != 0) & ((before & JUMP) == 0)
+    return float(np.mean(new.any(axis=(0, 1))[outside])), float(np.mean(new[:, 1:, outside]))
+
+
+def rate_agreement(rate_path, truth, ideal):
+    """Median |rate - truth| / ERR over the snowball footprints (faint wings included)."""
+    from .offline.artifacts import snowball_footprint
+
+    with datamodels.ImageModel(rate_path) as rate:
+        inside = snowball_footprint(truth["snowballs"], rate.data.shape, "outer")
+        use = inside & ((rate.dq & DO_NOT_USE) == 0) & np.isfinite(rate.data) & (rate.err > 0)
+        return float(np.median(np.abs(rate.data - ideal)[use] / rate.err[use])), int(use.sum())
 
 
 @dataclasses.dataclass

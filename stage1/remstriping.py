@@ -40,7 +40,12 @@ def _main(argv):
         if os.path.exists(mask_path) and not params.remake_mask:
             bits = striping.read_mask(mask_path, model.data.shape)
             log.info("Reusing the source mask %s", mask_path)
+        before = model.data.copy() if params.plot else None
         model, status = striping.apply(model, params, flat, bits)
+        if params.plot:
+            png = striping.plot_patterns(stem + "_1f.png", before, model.data, status.products,
+                                         os.path.basename(args.rate))
+            log.info("QA figure: %s", png)
         fitsio.copy_aside(args.rate, "_rate.fits", "_rate_pre1f.fits")
         if bits is None:
             striping.write_mask(mask_path, status.products["mask"])

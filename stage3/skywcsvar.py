@@ -40,11 +40,14 @@ def _main(argv):
     with model:
         model, status = skyvar.apply(model, params, fmask)
         entry = {**{k: v for k, v in dataclasses.asdict(params).items()
-                    if k not in ("mask_dir", "wcs_dir", "output_dir", "overwrite")},
+                    if k not in ("mask_dir", "wcs_dir", "output_dir", "overwrite", "plot")},
                  "mask": os.path.basename(paths["fmask"]), "saved_wcs": applied_wcs,
                  **skyvar.history_values(status.values)}
         skyvar.write_bkgsub(paths["bkgsub"], args.image, status.products,
                             history.describe(STEP, {"mask": entry["mask"]}))
+        if params.plot:
+            skyvar.plot_sky(paths["plot"], status.products, os.path.basename(args.image))
+            log.info("QA figure: %s", paths["plot"])
         history.record(model, STEP, entry)
         model.meta.filename = os.path.basename(paths["match"])
         fitsio.save_model(model, paths["match"])

@@ -30,7 +30,7 @@ from stdatamodels.jwst import datamodels
 from .. import survey
 from ..cli import (CeersError, add_options, get_logger, make_parser, option, params_from_args, progress,
                    quiet_loggers, run, setup_logging)
-from ..fitsio import save_model, write_hdulist
+from ..fitsio import atomic_path, save_model, write_hdulist
 from . import artifacts, noise, psf, scene
 from ..nircam import READOUT_AXES
 from . import instrument as inst
@@ -736,14 +736,21 @@ def load_catalog(config):
     return scene.generate_catalog(config.ra, config.dec, density=config.density, seed=config.seed)
 
 
-def simulate(config, outdir, template_dir=None, catalog=None):
+def ideal_path(directory, root):
+    """Where ``simulate(..., save_ideal=True)`` writes an exposure's noiseless rate."""
+    return os.path.join(directory, f"{root}_ideal.fits")
+
+
+def simulate(config, outdir, template_dir=None, catalog=None, save_ideal=False):
     """Simulate every exposure of ``config`` into ``outdir``.
 
     Writes ``truth_catalog.ecsv``, an HST-like astrometric reference
     catalog ``reference_catalog.ecsv`` (see :func:`.scene.reference_catalog`), the wisp templates (``template_dir``,
     default ``outdir/wisp_templates``) and ``simulation.json`` listing the
     exposures. ``catalog`` is the scene if already loaded (:func:`load_catalog`).
-    Returns the list of uncal paths.
+    With ``save_ideal`` each exposure's noiseless rate (DN/s: scene, sky, wisp
+    and the striping's row and column patterns) goes to ``<root>_ideal.fits``,
+    what validation compares products with. Returns the list of uncal paths.
     """
     template_dir = template_dir or os.path.join(outdir, "wisp_templates")
     catalog = load_catalog(config) if catalog is None else catalog
@@ -756,7 +763,11 @@ def simulate(config, outdir, template_dir=None, catalog=None):
         raise CeersError("no detector observes the requested filters")
     uncals = []
     for exp in progress(plan, log, "Exposures simulated", every=1):
-        uncal, _ = simulate_exposure(config, exp, catalog, outdir, template_dir)
+        uncal, _, *ideal = simulate_exposure(config, exp, catalog, outdir, template_dir,
+                                             keep_ideal=save_ideal)
+        if save_ideal:
+            with atomic_path(ideal_path(outdir, exp.rootname)) as tmp:
+                fits.writeto(tmp, ideal[0].astype(np.float32), overwrite=True)
         uncals.append(uncal)
     settings = dataclasses.asdict(config)
     settings["catalog"] = config.catalog if isinstance(config.catalog, str) else None
@@ -776,6 +787,9 @@ def build_parser():
     p.add_argument("outdir", help="directory for uncal, truth and catalog files")
     add_options(p, SimulationConfig)
     p.add_argument("--template-dir", help="where wisp templates are written (default OUTDIR/wisp_templates)")
+    p.add_argument("--save-ideal", action="store_true",
+                   help="also write each exposure's noiseless rate (<root>_ideal.fits, DN/s), "
+                        "for validation against the truth")
     return p
 
 
@@ -785,7 +799,7 @@ def _main(argv):
     config = params_from_args(SimulationConfig, args)
     catalog = load_catalog(config)  # bad input fails before anything is written
     crds_cache_path()
-    uncals = simulate(config, args.outdir, args.template_dir, catalog)
+    uncals = simulate(config, args.outdir, args.template_dir, catalog, save_ideal=args.save_ideal)
     log.info("Wrote %d uncal files to %s", len(uncals), args.outdir)
 
 

@@ -4,6 +4,8 @@ Used by the tests and by the demo's validation report, so both judge the
 reduction by the same measurements.
 """
 
+import os
+
 import numpy as np
 from astropy.stats import sigma_clipped_stats
 from astropy.table import Table
@@ -226,3 +228,197 @@ def format_report(rows, title, notes=()):
                      f"{r['sky_ratio']:.4f} | {r['nsources']} | {r['flux_ratio']:.4f} | "
                      f"{r['wcs_error_arcsec']:.3f} | {r['wcs_offset_pix']:.3f} |")
     return "\n".join(lines) + "\n"
+
+
+# --------------------------------------------------------------------------
+# stage 3: alignment, sky, variance and mosaics
+
+
+def detectable(truth, shape=(inst.NPIX, inst.NPIX), margin=10, mag_limit=27.0):
+    """Truth sources of an exposure at least ``margin`` pixels inside the image and brighter
+    than ``mag_limit``: the ones an alignment catalog can hold."""
+    src = truth["sources"]
+    x, y = np.asarray(src["x"]), np.asarray(src["y"])
+    ny, nx = shape
+    keep = (x > margin) & (x < nx - 1 - margin) & (y > margin) & (y < ny - 1 - margin)
+    return src[keep & (np.asarray(src["mag"]) < mag_limit)]
+
+
+def matched_sources(sources, catalog, radius=1.0):
+    """Rows of ``sources`` with a ``catalog`` source (x, y columns) within ``radius`` pixels."""
+    from scipy.spatial import cKDTree
+
+    if len(catalog) == 0:
+        return sources[:0]
+    tree = cKDTree(np.column_stack([catalog["x"], catalog["y"]]))
+    dist, _ = tree.query(np.column_stack([sources["x"], sources["y"]]), distance_upper_bound=radius)
+    return sources[np.isfinite(dist)]
+
+
+def pairwise_rms_mas(positions):
+    """RMS (mas) of the sky-position differences of the same sources between dithers.
+
+    ``positions`` maps a dither to {source id: (ra, dec)} in degrees.
+    """
+    keys = sorted(positions)
+    diffs = []
+    for i, a in enumerate(keys):
+        for b in keys[i + 1:]:
+            common = sorted(set(positions[a]) & set(positions[b]))
+            if not common:
+                continue
+            pa = np.array([positions[a][k] for k in common])
+            pb = np.array([positions[b][k] for k in common])
+            cosd = np.cos(np.deg2rad(pa[:, 1]))
+            diffs.append(np.column_stack([(pa[:, 0] - pb[:, 0]) * cosd, pa[:, 1] - pb[:, 1]]) * 3.6e6)
+    d = np.concatenate(diffs)
+    return float(np.sqrt(np.mean(np.sum(d**2, axis=1))))
+
+
+def scene_cal(truth, ideal, model):
+    """The noiseless source light of an exposure in the units of its cal file (MJy/sr).
+
+    ``ideal`` is the simulator's noiseless rate (DN/s, ``<root>_ideal.fits``);
+    its striping patterns, wisp and sky are taken out and the rest goes
+    through the flat and photom as Image2 does (``model``: any image of the
+    exposure, for its flat).
+    """
+    from .. import reffiles
+    from . import artifacts
+
+    h = truth["header"]
+    ideal = np.asarray(ideal, dtype=np.float64)
+    flat, _ = reffiles.flat_field(model)
+    if "stripe_rows" in truth:
+        ideal = ideal - artifacts.striping_image(truth["stripe_rows"], truth["stripe_cols"],
+                                                 np.zeros(ideal.shape, bool))
+    if "wisp" in truth:
+        ideal = ideal - truth["wisp"]
+    ideal = ideal - true_sky(truth) / h["PHOTMJSR"] * flat
+    return (ideal / flat * h["PHOTMJSR"]).astype(np.float32)
+
+
+def write_scene_copy(image_path, truth, ideal, out_path):
+    """A copy of a calibrated image (WCS, flags and variances kept) whose SCI is the
+    noiseless scene (NaN where SCI is NaN): drizzled like the data, it is the truth of a
+    mosaic."""
+    from stdatamodels.jwst import datamodels
+
+    from ..fitsio import save_model
+
+    with datamodels.ImageModel(image_path) as model:
+        model.data = np.where(np.isfinite(model.data), scene_cal(truth, ideal, model),
+                              np.nan).astype(np.float32)
+        model.meta.filename = os.path.basename(out_path)
+        save_model(model, out_path)
+    return out_path
+
+
+def background_variance(data, dq, scene, sources, block=64):
+    """True per-pixel variance of the background noise of a calibrated image: the
+    5-sigma-clipped variance of ``data`` less its noiseless ``scene`` and less the sky
+    (``block``-pixel medians), over unflagged pixels away from every source."""
+    from ..masking import block_reduce, upsample
+
+    resid = np.asarray(data, dtype=np.float64) - scene
+    good = (dq == 0) & np.isfinite(resid) & ~source_footprint(resid.shape, sources)
+    sky = upsample(block_reduce(np.where(good, resid, np.nan), block, np.nanmedian), block,
+                   resid.shape)
+    _, _, std = sigma_clipped_stats((resid - sky)[good], sigma=5.0, maxiters=10)
+    return float(std) ** 2
+
+
+def windowed_centroid(image, x, y, sigma, half=10, iterations=10):
+    """Gaussian-windowed centroid (SExtractor's XWIN) of a background-subtracted image;
+    NaN when the window leaves the image or holds a NaN."""
+    xi, yi = int(round(x)), int(round(y))
+    if xi - half < 0 or yi - half < 0:
+        return np.nan, np.nan
+    stamp = image[yi - half:yi + half + 1, xi - half:xi + half + 1]
+    if stamp.shape != (2 * half + 1, 2 * half + 1) or not np.all(np.isfinite(stamp)):
+        return np.nan, np.nan
+    yy, xx = np.mgrid[yi - half:yi + half + 1, xi - half:xi + half + 1]
+    cx, cy = x, y
+    for _ in range(iterations):
+        w = np.exp(-((xx - cx) ** 2 + (yy - cy) ** 2) / (2 * sigma**2)) * stamp
+        cx, cy = (w * xx).sum() / w.sum(), (w * yy).sum() / w.sum()
+    return cx, cy
+
+
+def isolated_in_mosaic(catalog, filt, wcs, shape, mag_max=25.0, radius=0.8, r_eff_max=0.3,
+                       edge=20):
+    """Truth-catalog sources brighter than ``mag_max`` in ``filt`` with no source within 3
+    mag of them inside ``radius`` arcsec, compact (r_eff < ``r_eff_max`` arcsec) and at
+    least ``edge`` pixels inside a mosaic. Returns (indices, x, y) with x, y the mosaic
+    pixels of every catalog source."""
+    mag = np.asarray(catalog[f"mag_{filt.lower()}"])
+    ra, dec = np.asarray(catalog["ra"]), np.asarray(catalog["dec"])
+    x, y = wcs.all_world2pix(ra, dec, 0)
+    ny, nx = shape
+    pick = np.flatnonzero((mag < mag_max) & (np.asarray(catalog["r_eff"]) < r_eff_max)
+                          & (x > edge) & (x < nx - 1 - edge) & (y > edge) & (y < ny - 1 - edge))
+    keep = []
+    for i in pick:
+        d = np.hypot((ra - ra[i]) * np.cos(np.deg2rad(dec[i])), dec - dec[i]) * 3600
+        near = (d < radius) & (mag < mag[i] + 3)
+        near[i] = False
+        if not near.any():
+            keep.append(i)
+    return np.array(keep, dtype=int), x, y
+
+
+def mosaic_sky_rms(image, scene):
+    """Sky RMS of a mosaic: the clipped standard deviation of the mosaic less its noiseless
+    scene where no source light falls."""
+    covered = np.isfinite(image)
+    _, _, std = sigma_clipped_stats((image - scene)[covered & (scene < 1e-5)][::3], sigma=5.0)
+    return float(std)
+
+
+def empty_aperture_noise(image, err, scene, radius):
+    """Noise in circular apertures of ``radius`` pixels laid on a grid of a mosaic where
+    no source light falls, against what its ERR map predicts.
+
+    The sky is first removed with a 64-pixel Background2D masked by the scene.
+    Returns (measured robust scatter of the aperture sums, median ERR prediction,
+    number of apertures).
+    """
+    from ..background import background2d
+
+    image = np.asarray(image, dtype=np.float32)
+    empty = np.isfinite(image) & np.isfinite(err)
+    rms = np.nanstd((image - scene)[empty & (scene < 1e-5)][::7])
+    near_source = scene > 0.02 * rms
+    bkg, _ = background2d(image, ~empty | near_source, box=64, filter_size=3)
+    image = image - bkg
+    yy, xx = np.mgrid[-radius - 2:radius + 3, -radius - 2:radius + 3]
+    inside = np.hypot(xx, yy) <= radius
+    half = radius + 2
+    sums, predicted = [], []
+    for yc in range(half + 5, image.shape[0] - half - 5, 2 * half + 3):
+        for xc in range(half + 5, image.shape[1] - half - 5, 2 * half + 3):
+            cut = (slice(yc - half, yc + half + 1), slice(xc - half, xc + half + 1))
+            if not empty[cut].all() or near_source[cut].any():
+                continue
+            sums.append(image[cut][inside].sum())
+            predicted.append(np.sqrt(np.sum(err[cut][inside] ** 2)))
+    if not sums:
+        return np.nan, np.nan, 0
+    sums = np.array(sums)
+    measured = 1.4826 * np.median(np.abs(sums - np.median(sums)))
+    return float(measured), float(np.median(predicted)), int(sums.size)
+
+
+def err_at_pixels(err, x, y):
+    """ERR at mosaic pixels over the median of their neighbours 3-4 pixels out (a hole
+    in the error map gives a ratio far from 1)."""
+    ratios = []
+    for xi, yi in zip(np.round(x).astype(int), np.round(y).astype(int)):
+        if not (5 <= xi < err.shape[1] - 5 and 5 <= yi < err.shape[0] - 5):
+            continue
+        box = err[yi - 4:yi + 5, xi - 4:xi + 5].copy()
+        box[2:7, 2:7] = np.nan
+        ring = np.nanmedian(box)
+        if np.isfinite(ring):
+            ratios.append(err[yi, xi] / ring)
+    return np.array(ratios)

@@ -392,18 +392,13 @@ def residuals(fit, refcat):
 
 def plot_residuals(path, fit, refcat, title):
     """PNG of the residual vectors of an absolute fit (arrows magnified), with their histogram."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from ..fitsio import atomic_path
+    from .. import figures
 
     ra, dec, dra, ddec = residuals(fit, refcat)
     cosd = np.cos(np.deg2rad(np.median(dec)))
     x = (ra - np.median(ra)) * cosd * 3600.0
     y = (dec - np.median(dec)) * 3600.0
-    fig, (ax, hx) = plt.subplots(1, 2, figsize=(11, 5), gridspec_kw={"width_ratios": [1.4, 1]})
+    fig, (ax, hx) = figures.pyplot().subplots(1, 2, figsize=(11, 5), gridspec_kw={"width_ratios": [1.4, 1]})
     mag = 500.0  # arrow length per arcsec of residual, in arcsec on the plot
     q = ax.quiver(x, y, dra, ddec, angles="xy", scale_units="xy", scale=1.0 / mag, width=0.003,
                   color="tab:blue")
@@ -425,10 +420,7 @@ def plot_residuals(path, fit, refcat, title):
     hx.set_title(f"median |residual| {np.median(r):.1f} mas", fontsize=10)
     hx.legend(fontsize=8)
     fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=110, format="png")
-    plt.close(fig)
-    return path
+    return figures.save(fig, path, dpi=110)
 
 
 # --------------------------------------------------------------------------

@@ -331,12 +331,7 @@ def write_merged(path, merged, names, entry):
 
 def preview(path, image, off, masked, title, max_size=1600):
     """PNG of a mosaic (asinh stretch) with its source mask in red and empty pixels in grey."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from ..fitsio import atomic_path
+    from .. import figures
     from ..masking import block_reduce
 
     step = max(1, int(np.ceil(max(image.shape) / max_size)))
@@ -349,7 +344,7 @@ def preview(path, image, off, masked, title, max_size=1600):
     lo, hi = np.nanpercentile(small[good], [1, 99.5]) if good.any() else (0, 1)
     scale = max(hi - lo, 1e-12)
     shown = np.arcsinh(np.clip((small - lo) / scale, 0, 1) * 10) / np.arcsinh(10)
-    fig, ax = plt.subplots(figsize=(10, 10 * small.shape[0] / small.shape[1] + 0.6))
+    fig, ax = figures.pyplot().subplots(figsize=(10, 10 * small.shape[0] / small.shape[1] + 0.6))
     ax.imshow(np.where(good, shown, np.nan), origin="lower", cmap="gray_r", interpolation="nearest")
     overlay = np.zeros(small.shape + (4,))
     overlay[..., 0] = 1.0
@@ -360,10 +355,7 @@ def preview(path, image, off, masked, title, max_size=1600):
     ax.set_xticks([])
     ax.set_yticks([])
     fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=100, format="png")
-    plt.close(fig)
-    return path
+    return figures.save(fig, path)
 
 
 def timed(log_line, t0):

@@ -43,7 +43,7 @@ import numpy as np
 from astropy.stats import biweight_location, biweight_midvariance, sigma_clip, sigma_clipped_stats
 from stdatamodels.jwst.datamodels import dqflags
 
-from ..background import background2d, pedestal, robust_level
+from ..background import background2d, gaussian, pedestal_fit
 from ..cli import CeersError, get_logger, option
 from ..masking import SourceMaskParams, tiered_source_mask
 from . import Status
@@ -95,6 +95,8 @@ class SkyVarParams:
     sky_poisson: bool = option(True, "remove the sky's share of VAR_POISSON once VAR_RNOISE "
                                      "holds it (DR0.5: off, the sky noise counted twice in ERR)")
     fill_holes: bool = option(True, "set zero variances to +inf")
+    plot: bool = option(False, "save a QA figure <root>_<asn>_skyvar.png: the pedestal histogram "
+                               "and its Gaussian, the background model and the mask")
 
     def mask_params(self):
         """The tiered source mask of the 2D background model (stage 1's, clipped first)."""
@@ -112,12 +114,12 @@ def background_model(image, excluded, params):
 
 
 def sky_pedestal(image, usable, params):
-    """Sky pedestal (MJy/sr) and how it was found: the ``usable`` pixels, sigma-clipped,
-    and a Gaussian fitted to their histogram (DR0.5)."""
+    """Sky pedestal (MJy/sr) of the ``usable`` pixels, sigma-clipped, from a Gaussian
+    fitted to their histogram (DR0.5): a :class:`~ceers_nircam.background.PedestalFit`."""
     clipped = sigma_clip(image[usable], sigma=params.ped_sigma, maxiters=params.ped_iters,
                          masked=False, copy=False)
-    return pedestal(clipped, lo=params.ped_lo, hi=params.ped_hi, binsize=params.ped_bin,
-                    fit_halfwidth=params.ped_halfwidth or None)
+    return pedestal_fit(clipped, lo=params.ped_lo, hi=params.ped_hi, binsize=params.ped_bin,
+                        fit_halfwidth=params.ped_halfwidth or None)
 
 
 def pixel_variance(bkgsub, masked, sigma=5.0, max_values=4_000_000):
@@ -222,7 +224,8 @@ def apply(model, params, fmask):
     t_bkg = time.perf_counter() - t0
 
     usable = (dq == 0) & (fmask == 0) & np.isfinite(data)
-    level, method = sky_pedestal(data, usable, params)
+    fit = sky_pedestal(data, usable, params)
+    level, method = fit.value, fit.method
 
     # Sky noise: pixels no tier masks and no DQ flag touches (a jump-flagged
     # pixel's slope comes from fewer groups and is noisier).
@@ -258,7 +261,7 @@ def apply(model, params, fmask):
              "%.2f s)", level, method, sky_var, params.variance_method, rn_mean, factor,
              blocks_factor, values["seconds"], t_bkg)
     return model, Status(True, "pedestal removed, VAR_RNOISE rescaled", values=values,
-                         products={"bkg": bkg, "bkgsub": bkgsub, "bits": bits})
+                         products={"bkg": bkg, "bkgsub": bkgsub, "bits": bits, "pedestal": fit})
 
 
 # --------------------------------------------------------------------------
@@ -281,7 +284,8 @@ def product_paths(image, params):
     return {"fmask": os.path.join(params.mask_dir or folder, f"{root}_rate_1fmask.fits"),
             "wcs": os.path.join(params.wcs_dir or folder, f"{root}_tweakreg.asdf"),
             "match": os.path.join(out, f"{root}{asn}_match.fits"),
-            "bkgsub": os.path.join(out, f"{root}{asn}_bkgsub1.fits")}
+            "bkgsub": os.path.join(out, f"{root}{asn}_bkgsub1.fits"),
+            "plot": os.path.join(out, f"{root}{asn}_skyvar.png")}
 
 
 def read_fmask(path, image):
@@ -354,3 +358,35 @@ def write_bkgsub(path, image, products, entry):
                          fits.ImageHDU(products["bkg"].astype(np.float32), name="BKGD"),
                          fits.ImageHDU(products["bits"].astype(np.uint8), name="BKGMASK")])
     return write_hdulist(hdul, path)
+
+
+def plot_sky(path, products, title):
+    """QA figure: the pedestal histogram with its Gaussian, the 2D background model and the
+    tiered mask over the background-subtracted image."""
+    from .. import figures
+
+    fit = products["pedestal"]
+    fig, (hx, bx, mx) = figures.pyplot().subplots(1, 3, figsize=(15, 4.8))
+    if fit.counts is not None:
+        near = fit.counts > 0.002 * fit.counts.max()
+        lo, hi = fit.centres[near].min(), fit.centres[near].max()
+        show = (fit.centres >= lo) & (fit.centres <= hi)
+        hx.step(fit.centres[show], fit.counts[show], where="mid", color="0.3", label="unmasked pixels")
+        if fit.popt is not None:
+            x = fit.centres[fit.fitted]
+            hx.plot(x, gaussian(x, *fit.popt), color="tab:red",
+                    label=f"Gaussian: peak {fit.popt[1]:.4f}, sigma {abs(fit.popt[2]):.4f}")
+    hx.axvline(fit.value, color="k", ls=":", label=f"pedestal {fit.value:.4f} ({fit.method})")
+    hx.set_xlabel("MJy/sr")
+    hx.set_ylabel("pixels per bin")
+    hx.legend(fontsize=8)
+    hx.set_title("sky pedestal", fontsize=9)
+    im = figures.show(bx, products["bkg"], "2D background model (MJy/sr)", cmap="viridis")
+    fig.colorbar(im, ax=bx, fraction=0.046)
+    vmin, vmax = figures.limits(products["bkgsub"], 2, 98)
+    figures.show(mx, products["bkgsub"], "background-subtracted, tiered mask in red",
+                 vmin=vmin, vmax=vmax)
+    figures.overlay(mx, products["bits"] != 0)
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return figures.save(fig, path)

@@ -56,6 +56,8 @@ class StripingParams:
                                         "strong stripes are then masked as sources)")
     pedestal_halfwidth: float = option(0.0, "fit the pedestal histogram only within this many "
                                             "half-maximum widths of its peak (0: whole histogram)")
+    plot: bool = option(False, "save a QA figure <rate>_1f.png: the row and column patterns and "
+                               "the image before and after")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -214,3 +216,36 @@ def write_patterns(stem, products):
     vert = {"PATTERN": np.ascontiguousarray(products["vert"], np.float32),
             "COLS": np.asarray(products["cols"], np.float32)}
     return write_images(stem + "_horiz.fits", horiz), write_images(stem + "_vert.fits", vert)
+
+
+def plot_patterns(path, before, after, products, title):
+    """QA figure: the row pattern of each amplifier and the column pattern, and the
+    image before and after (binned 4x4, same display range)."""
+    from .. import figures
+    from ..masking import block_reduce
+
+    plt = figures.pyplot()
+    fig = plt.figure(figsize=(14, 8))
+    grid = fig.add_gridspec(2, 2, height_ratios=[1, 1.3])
+    rx, cx = fig.add_subplot(grid[0, 0]), fig.add_subplot(grid[0, 1])
+    rows = np.atleast_2d(products["rows"])
+    for amp, pattern in enumerate(rows):
+        rx.plot(pattern, lw=0.5, label=f"amplifier {amp + 1}")
+    rx.set_xlabel("row")
+    rx.set_ylabel("row value (flat-fielded DN/s)")
+    rx.set_title(f"row pattern per amplifier ({int(products['fallback'].sum())} amplifier-rows "
+                 "from the full row)", fontsize=9)
+    rx.legend(fontsize=7, ncol=4)
+    cx.plot(np.asarray(products["cols"]), lw=0.5, color="tab:purple")
+    cx.set_xlabel("column")
+    cx.set_ylabel("column value")
+    cx.set_title("column pattern", fontsize=9)
+    small = [block_reduce(np.where(a != 0, a, np.nan).astype(np.float32), 4, np.nanmedian)
+             for a in (before, after)]
+    vmin, vmax = figures.limits(small[0], 5, 95)
+    for i, (image, label) in enumerate(zip(small, ("before", "after"))):
+        figures.show(fig.add_subplot(grid[1, i]), image, f"{label} (4x4 median)", vmin=vmin,
+                     vmax=vmax)
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return figures.save(fig, path)

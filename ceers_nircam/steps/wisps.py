@@ -21,7 +21,6 @@ from scipy import ndimage
 
 from .. import nircam
 from ..cli import CeersError, get_logger, option
-from ..fitsio import atomic_path
 from ..masking import dilate_square, dq_mask, segments
 from . import Status
 
@@ -324,12 +323,9 @@ def region_slices(detector, shape, substrt=(1, 1)):
 
 def plot_fit(path, scales, curve, coeffs, scale, title):
     """QA figure of the fit curve and its parabola."""
-    import matplotlib
+    from .. import figures
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6, 4))
+    fig, ax = figures.pyplot().subplots(figsize=(6, 4))
     ax.plot(scales, curve, "o", ms=3, label="MAD$^2$(image - c x template)")
     if coeffs is not None:
         x = np.linspace(max(scales[0], scale - 0.4), min(scales[-1], scale + 0.4), 200)
@@ -340,10 +336,7 @@ def plot_fit(path, scales, curve, coeffs, scale, title):
     ax.set_title(title, fontsize=9)
     ax.legend(fontsize=8)
     fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=100)
-    plt.close(fig)
-    return path
+    return figures.save(fig, path)
 
 
 # --------------------------------------------------------------------------

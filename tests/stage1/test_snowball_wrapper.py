@@ -12,58 +12,21 @@ from astropy.io import fits
 from stdatamodels.jwst import datamodels
 from stdatamodels.jwst.datamodels import dqflags
 
-from ceers_nircam import history, nircam
-from ceers_nircam.masking import dilate_disk, dilate_square
+from ceers_nircam import history, qa
+from ceers_nircam.masking import dilate_disk
 from ceers_nircam.offline import artifacts
 
 from stage1_helpers import run_script, simulate
 
 pytestmark = pytest.mark.pipeline
 
-JUMP = dqflags.group["JUMP_DET"]
-SAT = dqflags.group["SATURATED"]
-DO_NOT_USE = dqflags.pixel["DO_NOT_USE"]
 NAMES = {"ours": "ours", "dr05": "DR0.5 two tiers", "pipeline": "pipeline large events"}
-
-
-def onset_coverage(groupdq, events):
-    """Per snowball: share of its core and halo (light-sensitive pixels) flagged, as a jump or
-    saturated, in the groups its charge lands in (the onset group and the next)."""
-    shape = groupdq.shape[-2:]
-    science = ~nircam.reference_pixel_mask()[: shape[0], : shape[1]]
-    out = []
-    for i, ev in enumerate(events):
-        inside = artifacts.snowball_footprint(events[[i]], shape, "halo") & science
-        g = int(ev["group"])
-        flags = groupdq[0, g] | groupdq[0, min(g + 1, groupdq.shape[1] - 1)]
-        out.append(float(np.mean((flags[inside] & (JUMP | SAT)) != 0)))
-    return np.array(out)
-
-
-def false_flags(before, after, truth):
-    """Share of the pixels outside every snowball and cosmic-ray footprint that the expansion
-    newly flagged in some group, and share of those pixels' groups."""
-    shape = before.shape[-2:]
-    outside = ~artifacts.snowball_footprint(truth["snowballs"], shape, "outer")
-    hits = np.zeros(shape, dtype=bool)
-    hits[np.asarray(truth["cosmic_rays"]["y"]), np.asarray(truth["cosmic_rays"]["x"])] = True
-    outside &= ~dilate_square(hits, 3)  # the jump step flags a hit's neighbours too
-    new = ((after & JUMP) != 0) & ((before & JUMP) == 0)
-    return float(np.mean(new.any(axis=(0, 1))[outside])), float(np.mean(new[:, 1:, outside]))
-
-
-def rate_agreement(rate_path, truth, ideal):
-    """Median |rate - truth| / ERR over the snowball footprints (faint wings included)."""
-    with datamodels.ImageModel(rate_path) as rate:
-        inside = artifacts.snowball_footprint(truth["snowballs"], rate.data.shape, "outer")
-        use = inside & ((rate.dq & DO_NOT_USE) == 0) & np.isfinite(rate.data) & (rate.err > 0)
-        return float(np.median(np.abs(rate.data - ideal)[use] / rate.err[use])), int(use.sum())
 
 
 def test_every_snowball_core_and_halo_is_flagged_from_its_onset(nrca1):
     events = nrca1["sim"].truth["snowballs"]
-    cover = {name: onset_coverage(gdq, events) for name, gdq in nrca1["flags"].items()}
-    jump_step = onset_coverage(nrca1["before"], events)
+    cover = {name: qa.onset_coverage(gdq, events) for name, gdq in nrca1["flags"].items()}
+    jump_step = qa.onset_coverage(nrca1["before"], events)
     print(f"\n{len(events)} snowballs; lowest share of a core+halo flagged at onset: "
           + ", ".join(f"{NAMES[n]} {c.min():.4f}" for n, c in cover.items())
           + f", jump step alone {jump_step.min():.4f}")
@@ -73,7 +36,7 @@ def test_every_snowball_core_and_halo_is_flagged_from_its_onset(nrca1):
 
 def test_expansion_flags_little_outside_snowballs_and_cosmic_rays(nrca1):
     truth = nrca1["sim"].truth
-    found = {name: false_flags(nrca1["before"], gdq, truth) for name, gdq in nrca1["flags"].items()}
+    found = {name: qa.false_flags(nrca1["before"], gdq, truth) for name, gdq in nrca1["flags"].items()}
     print("\nnewly flagged outside snowball and cosmic-ray footprints (pixels; pixel-groups): "
           + ", ".join(f"{NAMES[n]} {f[0]:.3%}; {f[1]:.3%}" for n, f in found.items()))
     assert found["ours"][0] < 0.005
@@ -82,7 +45,7 @@ def test_expansion_flags_little_outside_snowballs_and_cosmic_rays(nrca1):
 
 def test_rate_in_snowball_footprints_agrees_with_truth(nrca1):
     sim = nrca1["sim"]
-    found = {name: rate_agreement(path, sim.truth, sim.ideal) for name, path in nrca1["rates"].items()}
+    found = {name: qa.rate_agreement(path, sim.truth, sim.ideal) for name, path in nrca1["rates"].items()}
     print(f"\nmedian |rate - truth| / ERR in snowball footprints ({found['ours'][1]} pixels): "
           + ", ".join(f"{NAMES[n]} {f[0]:.3f}" for n, f in found.items()))
     assert found["ours"][1] > 10000
@@ -95,8 +58,8 @@ def test_script_output_meets_the_snowball_criteria(name, request):
     sim = request.getfixturevalue(name)
     truth = sim.truth
     with datamodels.RampModel(sim.product("ramp")) as ramp:
-        coverage = onset_coverage(ramp.groupdq, truth["snowballs"])
-    agreement, _ = rate_agreement(sim.product("rate"), truth, sim.ideal)
+        coverage = qa.onset_coverage(ramp.groupdq, truth["snowballs"])
+    agreement, _ = qa.rate_agreement(sim.product("rate"), truth, sim.ideal)
     assert len(coverage) >= 10 and coverage.min() >= 0.99
     assert agreement < 1.5
 

@@ -27,8 +27,6 @@ import subprocess
 import sys
 import tempfile
 
-import numpy as np
-
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 POINTING_ERROR = (0.25, -0.35)
 VISIT = "jw01345001001"
@@ -90,24 +88,11 @@ def cache_key(cfg):
 
 
 def simulate_with_ideals(cfg, directory):
-    """What ``simulate`` writes, plus each exposure's noiseless rate (``<root>_ideal.fits``, DN/s:
-    scene, sky, wisp and the striping's row and column patterns); return the uncal paths."""
-    from astropy.io import fits
+    """What ``simulate`` writes, plus each exposure's noiseless rate (``<root>_ideal.fits``);
+    return the uncal paths."""
+    from ceers_nircam.offline.simulate import simulate
 
-    from ceers_nircam.offline import scene
-    from ceers_nircam.offline.simulate import load_catalog, plan_exposures, simulate_exposure
-
-    catalog = load_catalog(cfg)
-    catalog.write(os.path.join(directory, "truth_catalog.ecsv"), overwrite=True)
-    scene.reference_catalog(catalog, seed=cfg.seed).write(
-        os.path.join(directory, "reference_catalog.ecsv"), overwrite=True)
-    uncals = []
-    for exp in plan_exposures(cfg):
-        uncal, _, ideal = simulate_exposure(cfg, exp, catalog, directory,
-                                            os.path.join(directory, "wisp_templates"), keep_ideal=True)
-        fits.writeto(os.path.join(directory, f"{exp.rootname}_ideal.fits"), ideal.astype(np.float32))
-        uncals.append(uncal)
-    return uncals
+    return simulate(cfg, directory, save_ideal=True)
 
 
 # What makes the rate files: the simulator and stage 1 (its scripts and the step code under them).
@@ -195,58 +180,6 @@ def run_script(script, *args, check=True):
     return result
 
 
-# --------------------------------------------------------------------------
-# measurements against the truth
-
-
-def truth_sources(truth, shape=(2048, 2048), margin=10):
-    """Truth sources on the detector (true pixel positions), brighter than 27 mag."""
-    src = truth["sources"]
-    x, y = np.asarray(src["x"]), np.asarray(src["y"])
-    ny, nx = shape
-    keep = (x > margin) & (x < nx - 1 - margin) & (y > margin) & (y < ny - 1 - margin)
-    return src[keep & (np.asarray(src["mag"]) < 27.0)]
-
-
-def sky_offsets_mas(wcs, sources):
-    """(dRA cos Dec, dDec) in mas of where a WCS puts the true pixel positions, minus the truth."""
-    ra, dec = wcs(np.asarray(sources["x"], float), np.asarray(sources["y"], float))
-    cosd = np.cos(np.deg2rad(np.asarray(sources["dec"], float)))
-    return ((ra - np.asarray(sources["ra"])) * cosd * 3.6e6,
-            (dec - np.asarray(sources["dec"])) * 3.6e6)
-
-
-def detected(sources, catalog, radius=1.0):
-    """Rows of ``sources`` with a catalog source within ``radius`` pixels (matched sources)."""
-    from scipy.spatial import cKDTree
-
-    if len(catalog) == 0:
-        return sources[:0]
-    tree = cKDTree(np.column_stack([catalog["x"], catalog["y"]]))
-    dist, _ = tree.query(np.column_stack([sources["x"], sources["y"]]), distance_upper_bound=radius)
-    return sources[np.isfinite(dist)]
-
-
-def pairwise_rms_mas(positions):
-    """RMS (mas) of the sky-position differences of the same sources between dithers.
-
-    ``positions`` maps a dither to {source id: (ra, dec)} in degrees.
-    """
-    keys = sorted(positions)
-    diffs = []
-    for i, a in enumerate(keys):
-        for b in keys[i + 1:]:
-            common = sorted(set(positions[a]) & set(positions[b]))
-            if not common:
-                continue
-            pa = np.array([positions[a][k] for k in common])
-            pb = np.array([positions[b][k] for k in common])
-            cosd = np.cos(np.deg2rad(pa[:, 1]))
-            diffs.append(np.column_stack([(pa[:, 0] - pb[:, 0]) * cosd, pa[:, 1] - pb[:, 1]]) * 3.6e6)
-    d = np.concatenate(diffs)
-    return float(np.sqrt(np.mean(np.sum(d**2, axis=1))))
-
-
 def _conftest_shared_data():
     # tests/conftest.py defines SHARED_DATA; pytest has imported it (under a name of its choosing).
     wanted = os.path.join(ROOT, "tests", "conftest.py")
@@ -269,52 +202,38 @@ def shared_data():
     return path
 
 
-def scene_cal(root, rate_dir, model):
-    """The noiseless source light of an exposure in the units of its cal file (MJy/sr): the
-    simulator's noiseless rate less its sky, wisp and striping, through the flat and photom."""
-    from astropy.io import fits
-
-    from ceers_nircam import reffiles
-    from ceers_nircam.offline import artifacts, validate
-    from ceers_nircam.offline.simulate import read_truth
-
-    truth = read_truth(os.path.join(rate_dir, f"{root}_truth.fits"))
-    h = truth["header"]
-    ideal = fits.getdata(os.path.join(rate_dir, f"{root}_ideal.fits")).astype(np.float64)
-    flat, _ = reffiles.flat_field(model)
-    if "stripe_rows" in truth:
-        ideal -= artifacts.striping_image(truth["stripe_rows"], truth["stripe_cols"],
-                                          np.zeros(ideal.shape, bool))
-    if "wisp" in truth:
-        ideal -= truth["wisp"]
-    ideal -= validate.true_sky(truth) / h["PHOTMJSR"] * flat
-    return (ideal / flat * h["PHOTMJSR"]).astype(np.float32)
-
-
 def scene_association(matched, filt):
     """A copy of each _match file of a filter with its SCI replaced by the noiseless scene
-    (NaN where SCI is), and an association of them (product ``..._scene``); its path."""
-    from stdatamodels.jwst import datamodels
+    (:func:`ceers_nircam.offline.validate.write_scene_copy`), and an association of them
+    (product ``..._scene``); its path."""
+    from astropy.io import fits
 
-    from ceers_nircam import fitsio
+    from ceers_nircam.offline import validate
     from ceers_nircam.steps import associations
 
     product, members = associations.members(os.path.join(matched.dir, f"nircam1_{filt}_final.json"))
     roots = []
     for path in members:
         root = os.path.basename(path).split("_a3001_")[0]
-        with datamodels.ImageModel(path) as model:
-            model.data = np.where(np.isfinite(model.data), scene_cal(root, matched.rate_dir, model),
-                                  np.nan).astype(np.float32)
-            name = f"{root}_a3001_scene.fits"
-            model.meta.filename = name
-            fitsio.save_model(model, os.path.join(os.path.dirname(path), name))
+        ideal = fits.getdata(os.path.join(matched.rate_dir, f"{root}_ideal.fits"))
+        validate.write_scene_copy(path, load_truth(matched.rate_dir, root), ideal,
+                                  os.path.join(os.path.dirname(path), f"{root}_a3001_scene.fits"))
         roots.append(root)
     asn = associations.make_association(roots, f"{product}_scene", "calibrated", "a3001_scene")
     out = os.path.join(matched.dir, f"nircam1_{filt}_scene.json")
     with open(out, "w") as fh:
         fh.write(associations.association_json(asn))
     return out
+
+
+def scene_cal(root, rate_dir, model):
+    """The noiseless source light of an exposure in cal units (``validate.scene_cal``)."""
+    from astropy.io import fits
+
+    from ceers_nircam.offline import validate
+
+    ideal = fits.getdata(os.path.join(rate_dir, f"{root}_ideal.fits"))
+    return validate.scene_cal(load_truth(rate_dir, root), ideal, model)
 
 
 def load_truth(rate_dir, root):

@@ -17,6 +17,7 @@ from stdatamodels.jwst import datamodels
 
 import stage3_data as data
 from ceers_nircam import history
+from ceers_nircam.offline import validate
 
 pytestmark = pytest.mark.pipeline
 
@@ -26,7 +27,7 @@ LIMIT_MAS = {"F150W": 5.0, "F277W": 8.0}
 def _matched_truth(pointing, aligned, root):
     truth = pointing.truth(root)
     catalog = Table.read(os.path.join(aligned["catalogs"], f"{root}_cal_cat.ecsv"))
-    return data.detected(data.truth_sources(truth), catalog)
+    return validate.matched_sources(validate.detectable(truth), catalog)
 
 
 def _offsets(pointing, aligned, filt):
@@ -37,8 +38,8 @@ def _offsets(pointing, aligned, filt):
         for when, path in (("before", pointing.cal(root)),
                            ("after", os.path.join(aligned["dir"], f"{root}_tweakreg.fits"))):
             with datamodels.ImageModel(path) as model:
-                dra, ddec = data.sky_offsets_mas(model.meta.wcs, src)
-            out[when] = float(np.median(np.hypot(dra, ddec)))
+                dra, ddec = validate.wcs_offsets(model.meta.wcs, src)
+            out[when] = float(np.median(np.hypot(dra, ddec))) * 1000.0
         rows.append(out)
     return rows
 
@@ -72,7 +73,7 @@ def test_relative_alignment_between_dithers(pointing, aligned, detector):
                 ra, dec = model.meta.wcs(np.asarray(src["x"]), np.asarray(src["y"]))
             positions[root] = {int(i): (r, d) for i, r, d in zip(src["id"], ra, dec)}
         assert len(positions) == 3
-        rms[when] = data.pairwise_rms_mas(positions)
+        rms[when] = validate.pairwise_rms_mas(positions)
     print(f"{detector}: relative rms between dithers before {rms['before']:.2f} mas, "
           f"after {rms['after']:.2f} mas")
     assert rms["before"] > 2.0  # 3 mas per exposure injected

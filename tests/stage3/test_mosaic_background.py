@@ -14,20 +14,14 @@ import shutil
 import numpy as np
 import pytest
 from astropy.io import fits
-from astropy.stats import sigma_clipped_stats
 
 import stage3_data as data
 from ceers_nircam import history
+from ceers_nircam.offline import validate
 
 pytestmark = pytest.mark.pipeline
 
 FILTERS = ("f150w", "f277w")
-
-
-def sky_rms(image, scene):
-    covered = np.isfinite(image)
-    _, _, std = sigma_clipped_stats((image - scene)[covered & (scene < 1e-5)][::3], sigma=5.0)
-    return float(std)
 
 
 def gradient(shape, ptp):
@@ -62,7 +56,7 @@ def backgrounds(mosaics, matched):
     rms, md5, tilted_inputs = {}, {}, []
     for filt in FILTERS:
         with fits.open(mosaics.i2d[filt]) as hdul:
-            rms[filt] = sky_rms(hdul["SCI"].data, fits.getdata(mosaics.scene[filt], "SCI"))
+            rms[filt] = validate.mosaic_sky_rms(hdul["SCI"].data, fits.getdata(mosaics.scene[filt], "SCI"))
             hdul["SCI"].data = hdul["SCI"].data + gradient(hdul["SCI"].data.shape, 3 * rms[filt])
             path = os.path.join(tilted_dir, os.path.basename(mosaics.i2d[filt]))
             hdul.writeto(path)

@@ -16,6 +16,7 @@ from stdatamodels.jwst import datamodels
 
 import stage3_data as data
 from ceers_nircam import history, survey
+from ceers_nircam.offline import validate
 from ceers_nircam.background import background2d
 from ceers_nircam.steps import mosaic
 
@@ -48,39 +49,6 @@ def test_every_filter_on_one_grid_aligned_with_the_dr05_frame(mosaics):
     np.testing.assert_allclose(y1, y + dy, atol=1e-6)
 
 
-def _windowed_centroid(image, x, y, sigma, half=10, iterations=10):
-    """Gaussian-windowed centroid (SExtractor's XWIN) of a background-subtracted image."""
-    xi, yi = int(round(x)), int(round(y))
-    stamp = image[yi - half:yi + half + 1, xi - half:xi + half + 1]
-    if stamp.shape != (2 * half + 1, 2 * half + 1) or not np.all(np.isfinite(stamp)):
-        return np.nan, np.nan
-    yy, xx = np.mgrid[yi - half:yi + half + 1, xi - half:xi + half + 1]
-    cx, cy = x, y
-    for _ in range(iterations):
-        w = np.exp(-((xx - cx) ** 2 + (yy - cy) ** 2) / (2 * sigma**2)) * stamp
-        cx, cy = (w * xx).sum() / w.sum(), (w * yy).sum() / w.sum()
-    return cx, cy
-
-
-def _isolated_bright(catalog, filt, wcs, shape, mag_max=25.0, radius=0.8):
-    """Truth sources brighter than ``mag_max`` with no source within 3 mag of them inside
-    ``radius`` arcsec, not large (r_eff < 0.3 arcsec), at least 20 pixels inside the grid."""
-    mag = np.asarray(catalog[f"mag_{filt}"])
-    ra, dec = np.asarray(catalog["ra"]), np.asarray(catalog["dec"])
-    x, y = wcs.all_world2pix(ra, dec, 0)
-    ny, nx = shape
-    pick = np.flatnonzero((mag < mag_max) & (np.asarray(catalog["r_eff"]) < 0.3)
-                          & (x > 20) & (x < nx - 21) & (y > 20) & (y < ny - 21))
-    keep = []
-    for i in pick:
-        d = np.hypot((ra - ra[i]) * np.cos(np.deg2rad(dec[i])), dec - dec[i]) * 3600
-        near = (d < radius) & (mag < mag[i] + 3)
-        near[i] = False
-        if not near.any():
-            keep.append(i)
-    return np.array(keep), x, y
-
-
 @pytest.mark.parametrize("filt", FILTERS)
 def test_truth_positions_within_5_mas(mosaics, matched, filt):
     catalog = Table.read(os.path.join(matched.rate_dir, "truth_catalog.ecsv"))
@@ -90,12 +58,12 @@ def test_truth_positions_within_5_mas(mosaics, matched, filt):
     scene = fits.getdata(mosaics.scene[filt], "SCI")
     bkg, _ = background2d(image, ~np.isfinite(image) | (scene > 1e-3), box=64, filter_size=3)
     image = image - bkg
-    chosen, x, y = _isolated_bright(catalog, filt, wcs, image.shape)
+    chosen, x, y = validate.isolated_in_mosaic(catalog, filt, wcs, image.shape)
     sigma = {"f150w": 1.0, "f277w": 1.6}[filt]
     offsets, own = [], []
     for i in chosen:
-        cx, cy = _windowed_centroid(image, x[i], y[i], sigma)
-        sx, sy = _windowed_centroid(scene, x[i], y[i], sigma)
+        cx, cy = validate.windowed_centroid(image, x[i], y[i], sigma)
+        sx, sy = validate.windowed_centroid(scene, x[i], y[i], sigma)
         if np.isfinite(cx) and np.isfinite(sx):
             offsets.append((cx - x[i], cy - y[i]))
             own.append((sx - x[i], sy - y[i]))
@@ -122,15 +90,8 @@ def test_err_has_no_holes_at_injected_bad_pixels(mosaics, matched, filt):
             bad = data.load_truth(matched.rate_dir, root)["badpix"]
             ra, dec = match.meta.wcs(np.asarray(bad["x"], float), np.asarray(bad["y"], float))
         x, y = wcs.all_world2pix(ra, dec, 0)
-        for xi, yi in zip(np.round(x).astype(int), np.round(y).astype(int)):
-            if not (5 <= xi < err.shape[1] - 5 and 5 <= yi < err.shape[0] - 5):
-                continue
-            box = err[yi - 4:yi + 5, xi - 4:xi + 5].copy()
-            box[2:7, 2:7] = np.nan  # neighbours: the ring 3-4 pixels out
-            ring = np.nanmedian(box)
-            if np.isfinite(ring):
-                ratios.append(err[yi, xi] / ring)
-    ratios = np.array(ratios)
+        ratios.append(validate.err_at_pixels(err, x, y))
+    ratios = np.concatenate(ratios)
     print(f"\n{filt}: ERR at {ratios.size} bad pixels over their neighbours: median "
           f"{np.nanmedian(ratios):.3f}, 1-99%: {np.nanpercentile(ratios, 1):.3f}-"
           f"{np.nanpercentile(ratios, 99):.3f}, min {np.nanmin(ratios):.3f}, max {np.nanmax(ratios):.3f}")
@@ -146,28 +107,10 @@ def test_empty_aperture_noise_matches_err(mosaics, filt, radius):
         image = hdul["SCI"].data.astype(np.float32)
         err = hdul["ERR"].data
     scene = fits.getdata(mosaics.scene[filt], "SCI")
-    empty = np.isfinite(image) & np.isfinite(err)
-    rms = np.nanstd((image - scene)[empty & (scene < 1e-5)][::7])
-    near_source = scene > 0.02 * rms
-    bkg, _ = background2d(image, ~empty | near_source, box=64, filter_size=3)
-    image = image - bkg
-    yy, xx = np.mgrid[-radius - 2:radius + 3, -radius - 2:radius + 3]
-    inside = np.hypot(xx, yy) <= radius
-    half = radius + 2
-    sums, predicted = [], []
-    for yc in range(half + 5, image.shape[0] - half - 5, 2 * half + 3):
-        for xc in range(half + 5, image.shape[1] - half - 5, 2 * half + 3):
-            cut = (slice(yc - half, yc + half + 1), slice(xc - half, xc + half + 1))
-            if not empty[cut].all() or near_source[cut].any():
-                continue
-            sums.append(image[cut][inside].sum())
-            predicted.append(np.sqrt(np.sum(err[cut][inside] ** 2)))
-    sums = np.array(sums)
-    measured = 1.4826 * np.median(np.abs(sums - np.median(sums)))
-    expected = np.median(predicted)
-    print(f"\n{filt} r={radius}: {sums.size} empty apertures; noise {measured:.4g}, ERR predicts "
+    measured, expected, count = validate.empty_aperture_noise(image, err, scene, radius)
+    print(f"\n{filt} r={radius}: {count} empty apertures; noise {measured:.4g}, ERR predicts "
           f"{expected:.4g} (ratio {measured / expected:.3f})")
-    assert sums.size > 200
+    assert count > 200
     assert measured / expected == pytest.approx(1.0, abs=0.10)
 
 

@@ -1,5 +1,7 @@
 """The sky pedestal, variance and variance-hole functions of stage3/skywcsvar.py on small arrays."""
 
+import os
+
 import numpy as np
 import pytest
 from stdatamodels.jwst import datamodels
@@ -54,9 +56,10 @@ def test_sky_pedestal_is_the_peak_of_the_unmasked_histogram():
     image, sky = _sky(seed=5)
     usable = np.ones(image.shape, bool)
     image[:25] += np.random.default_rng(6).exponential(0.05, (25, 512)).astype(np.float32)
-    level, method = skyvar.sky_pedestal(image, usable, skyvar.SkyVarParams())
-    assert method == "gaussian"
-    assert level == pytest.approx(0.17, abs=6e-4)
+    fit = skyvar.sky_pedestal(image, usable, skyvar.SkyVarParams())
+    assert fit.method == "gaussian"
+    assert fit.value == pytest.approx(0.17, abs=6e-4)
+    assert fit.popt[1] == fit.value and fit.counts.sum() > 0.9 * image.size
 
 
 def test_rnoise_factor_makes_the_mean_the_sky_variance():
@@ -113,7 +116,7 @@ def test_product_paths_refuse_other_files():
         skyvar.product_paths("calibrated/x_cal.fits", skyvar.SkyVarParams())
 
 
-def test_apply_on_a_small_image():
+def test_apply_on_a_small_image(tmp_path):
     shape = (400, 400)
     image, sky = _sky(shape, seed=8)
     rng = np.random.default_rng(9)
@@ -135,4 +138,9 @@ def test_apply_on_a_small_image():
     assert np.all(model.dq[:4] & datamodels.dqflags.pixel["DO_NOT_USE"])
     assert np.isinf(model.var_poisson[200, 200])
     assert model.meta.background.level == status.values["pedestal"]
-    assert set(status.products) == {"bkg", "bkgsub", "bits"}
+    assert set(status.products) == {"bkg", "bkgsub", "bits", "pedestal"}
+    assert status.products["pedestal"].value == status.values["pedestal"]
+    png = skyvar.plot_sky(str(tmp_path / "sky.png"), status.products, "test")
+    with open(png, "rb") as fh:
+        assert fh.read(8) == b"\x89PNG\r\n\x1a\n"
+    assert os.path.getsize(png) > 20000

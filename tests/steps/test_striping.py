@@ -1,5 +1,7 @@
 """1/f patterns on small synthetic images: recovery, the full-row fallback, the subtraction."""
 
+import os
+
 import numpy as np
 import pytest
 
@@ -86,3 +88,13 @@ def test_one_iteration_is_the_dr05_sequence():
     np.testing.assert_allclose(p["rows"], rows, rtol=1e-6)
     cols = clipped_median((image - p["horiz"]).T, np.zeros((256, 256), bool), 2.0, 5)
     np.testing.assert_allclose(p["cols"], cols, rtol=1e-5, atol=1e-8)
+
+
+def test_qa_figure_shows_the_patterns(tmp_path):
+    image, _, _ = striped(seed=3)
+    p = striping.measure_patterns(image, np.zeros(image.shape, bool), 4, 0.8)
+    after = image - p["horiz"] - p["vert"]
+    png = striping.plot_patterns(str(tmp_path / "x_rate_1f.png"), image, after, p, "test")
+    with open(png, "rb") as fh:
+        assert fh.read(8) == b"\x89PNG\r\n\x1a\n"
+    assert os.path.getsize(png) > 20000
