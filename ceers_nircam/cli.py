@@ -78,12 +78,27 @@ def make_parser(description, prog=None):
     return parser
 
 
+def _raise_interrupt(signum, frame):
+    raise KeyboardInterrupt
+
+
+def _stop_on_sigterm():
+    """Make SIGTERM (a batch runner or SLURM stopping the command) unwind like Ctrl-C, so that
+    files being written are removed rather than left half-written."""
+    import signal
+    import threading
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _raise_interrupt)
+
+
 def run(main, argv=None):
     """Run ``main(args)`` and convert failures into a one-line error and exit code.
 
     ``main`` receives the raw argv list (or ``None`` for ``sys.argv[1:]``) and
     returns an exit status (``None`` means 0).
     """
+    _stop_on_sigterm()
     try:
         status = main(argv)
     except CeersError as err:

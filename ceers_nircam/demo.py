@@ -161,7 +161,8 @@ def reduce_pointing(outdir, params):
         uncal_dir="uncals", table=table, batch_dir=batch_dir, workdir=outdir, python=sys.executable,
         alignment="astrometry", refcat="reference_catalog.ecsv", save_results=True,
         extra=("detector1_and_snowballs=--save_mask", "wisp_subtraction=--plot",
-               "remstriping=--plot", "skysub_varscale=--plot", f"make_mosaics=--cover {cover}"))
+               "remstriping=--plot", "astrometry=--catalog_dir catalogs", "skysub_varscale=--plot",
+               f"make_mosaics=--cover {cover}"))
     pointing_dir = os.path.dirname(stages.generate(POINTING, settings)[0])
     _check(runner.run_chain([pointing_dir], params.workers, workdir=outdir))
     return pointing_dir

@@ -1,6 +1,10 @@
 """Options derived once from a parameter dataclass, and the one-line error convention."""
 
 import dataclasses
+import os
+import signal
+import subprocess
+import sys
 
 import pytest
 
@@ -58,3 +62,30 @@ def test_run_turns_errors_into_one_line_and_exit_code(capsys):
     assert capsys.readouterr().err == "ERROR: x.fits: no such file\n"
     assert run(lambda argv: None, []) == 0
     assert run(lambda argv: 3, []) == 3
+
+
+WRITER = """
+import sys, time
+from ceers_nircam import cli
+from ceers_nircam.fitsio import atomic_path
+
+def main(argv):
+    with atomic_path(sys.argv[1]) as tmp, open(tmp, "w") as fh:
+        fh.write("half")
+        fh.flush()
+        print("writing", flush=True)
+        time.sleep(60)
+sys.exit(cli.run(main))
+"""
+
+
+def test_sigterm_while_writing_leaves_no_file(tmp_path):
+    target = tmp_path / "out.fits"
+    proc = subprocess.Popen([sys.executable, "-c", WRITER, str(target)], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    assert proc.stdout.readline().strip() == "writing"
+    assert len(os.listdir(tmp_path)) == 1  # the temporary file, being written
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 130 and err.strip() == "ERROR: interrupted"
+    assert os.listdir(tmp_path) == []
