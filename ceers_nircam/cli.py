@@ -170,7 +170,10 @@ def add_options(parser, params_class):
         flag, meta = _flag(field), field.metadata
         if field.type in (bool, "bool"):
             action = "store_false" if field.default is True else "store_true"
-            parser.add_argument(flag, dest=field.name, action=action, help=meta["help"])
+            text = meta["help"]
+            if field.default is True and not meta.get("flag"):  # --no_<name> turns a default off
+                text = f"turn off (on by default): {text}"
+            parser.add_argument(flag, dest=field.name, action=action, help=text)
             continue
         kwargs = {"dest": field.name, "default": field.default, "help": meta["help"]}
         kwargs["type"] = meta.get("type") or _scalar_type(field.type)
