@@ -8,7 +8,6 @@ runs), and ends with background-subtracted mosaics and a validation report
 injected truth. Run it again and it resumes: only what is missing is redone.
 """
 
-import csv
 import dataclasses
 import os
 import shlex
@@ -39,7 +38,6 @@ TWEAKREG = {"detect_thresh": 4, "detect_minarea": 16, "deblend": 4, "kernel_fwhm
             "searchrad": 1.0, "separation": 0.2, "tolerance": 0.1, "nclip": 1, "sigma": 0.6,
             "abs_minobj": 20, "abs_searchrad": 1.0, "abs_separation": 0.6, "abs_tolerance": 0.4,
             "abs_nclip": 1, "abs_sigma": 0.8}
-LW_THRESH = 0.2  # 1/f full-row fallback threshold DR0.5 used for long-wave images
 
 
 @dataclasses.dataclass(frozen=True)
@@ -94,15 +92,6 @@ def write_tweakreg_configs(outdir, visit, filters):
             fh.write(text)
 
 
-def write_values_table(path, exposures):
-    """Per-image values: wisp scales fitted (blank), 1/f threshold by channel."""
-    with atomic_path(path) as tmp, open(tmp, "w", newline="") as fh:
-        writer = csv.writer(fh)
-        writer.writerow(["exposure", "filter", "wisp_scale", "thresh"])
-        for root, filt in exposures:
-            writer.writerow([root, filt, "", LW_THRESH if filter_channel(filt) == "LONG" else 0.8])
-
-
 def _simulated(outdir):
     """(root, filter) of every simulated exposure, from the truth files."""
     from astropy.io import fits
@@ -151,14 +140,12 @@ def reduce_pointing(outdir, params):
         shutil.copyfile(first, refcat)
     visit = exposures[0][0].split("_")[0]
     write_tweakreg_configs(outdir, visit, layout(params)["filters"])
-    table = os.path.join(outdir, "image_values.csv")
-    write_values_table(table, exposures)
     # Mosaics on the window of the pointing's DR0.5 grid that covers the images (every
     # filter the same window), so that the demo does not drizzle onto 10600 x 4800 pixels
     # of which it fills a third.
     cover = " ".join(names.association(POINTING, f, final=True) for f in layout(params)["filters"])
     settings = stages.BatchSettings(
-        uncal_dir="uncals", table=table, batch_dir=batch_dir, workdir=outdir, python=sys.executable,
+        uncal_dir="uncals", batch_dir=batch_dir, workdir=outdir, python=sys.executable,
         alignment="astrometry", refcat="reference_catalog.ecsv", save_results=True,
         extra=("detector1_and_snowballs=--save_mask", "wisp_subtraction=--plot",
                "remstriping=--plot", "astrometry=--catalog_dir catalogs", "skysub_varscale=--plot",

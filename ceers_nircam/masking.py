@@ -291,6 +291,7 @@ def tiered_source_mask(image, excluded=None, params=SourceMaskParams()):
     if bad.all():
         return bits
     img[bad] = robust_level(img[::4, ::4][~bad[::4, ::4]])
+    original = img
     if params.clip_box:
         img = _clip_bright(img, bad, params)
     resid = img - ring_median(img, params.ring_radius, params.ring_width, params.ring_block)
@@ -314,4 +315,27 @@ def tiered_source_mask(image, excluded=None, params=SourceMaskParams()):
             found = dilate_square(found, params.first_extra_dilation)
         bits[found] |= np.uint8(1 << k)
         masked |= found
+    cores = bright_holes(masked & ~bad, original, bad, step)
+    bits[cores] |= np.uint8(1 << 1)
     return bits
+
+
+def bright_holes(mask, image, bad, step=3, nsigma=3.0):
+    """Holes of a mask brighter than the sky: the cores of sources larger than the ring.
+
+    A bright galaxy or star wider than the ring median's radius can come out
+    of the tiers as a ring around an unmasked centre, as the ring median and
+    the clipping take its core for background. A hole (unmasked pixels
+    enclosed by the mask) whose mean lies ``nsigma`` pixel-noise above the
+    sky is such a core; a pocket of sky enclosed by neighbouring masks is not.
+    """
+    filled = ndimage.binary_fill_holes(mask)
+    holes, n = ndimage.label(filled & ~mask & ~bad)
+    if n == 0:
+        return np.zeros(mask.shape, dtype=bool)
+    _, sky, noise = sigma_clipped_stats(image[::step, ::step][~(filled | bad)[::step, ::step]],
+                                        sigma=3.0, maxiters=5)
+    means = np.asarray(ndimage.mean(image, holes, index=np.arange(1, n + 1)))
+    keep = np.zeros(n + 1, dtype=bool)
+    keep[1:] = means > sky + nsigma * noise
+    return keep[holes]

@@ -156,9 +156,14 @@ def carried_striping(data, dq, flat, scene, background, noutputs=4):
 
 def sky_patterns(sky, masked, noutputs=4):
     """What any row and column method takes from the sky's own slow variation (not
-    striping): the patterns of a noiseless sky image over the unmasked pixels."""
-    from .steps.striping import measure_patterns
+    striping): the patterns of a noiseless sky image over the unmasked pixels.
+
+    Plain means: on noisy data the clipping works at the noise level and keeps
+    a slow signal whole, but on a noiseless image it would cut whatever
+    departs from a row's or column's median.
+    """
+    from .steps.striping import PatternStats, measure_patterns
 
     sky = np.asarray(sky, dtype=np.float32)
-    found = measure_patterns(sky - np.median(sky), masked, noutputs)
+    found = measure_patterns(sky - np.median(sky), masked, noutputs, stats=PatternStats(maxiters=0))
     return found["rows"], found["cols"]

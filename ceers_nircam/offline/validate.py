@@ -409,16 +409,27 @@ def empty_aperture_noise(image, err, scene, radius):
     return float(measured), float(np.median(predicted)), int(sums.size)
 
 
-def err_at_pixels(err, x, y):
+def err_at_pixels(err, x, y, context=None):
     """ERR at mosaic pixels over the median of their neighbours 3-4 pixels out (a hole
-    in the error map gives a ratio far from 1)."""
+    in the error map gives a ratio far from 1).
+
+    With the mosaic's context image (CON), pixels whose neighbours are not all
+    covered by the same exposures are left out: at the edge of a dither the
+    ERR changes with the number of exposures, hole or not.
+    """
     ratios = []
+    ring = np.ones((9, 9), bool)
+    ring[2:7, 2:7] = False
     for xi, yi in zip(np.round(x).astype(int), np.round(y).astype(int)):
         if not (5 <= xi < err.shape[1] - 5 and 5 <= yi < err.shape[0] - 5):
             continue
+        if context is not None:
+            around = context.reshape(-1, *err.shape)[:, yi - 4:yi + 5, xi - 4:xi + 5][:, ring]
+            if np.any(around != around[:, :1]) or not np.any(around):
+                continue
         box = err[yi - 4:yi + 5, xi - 4:xi + 5].copy()
         box[2:7, 2:7] = np.nan
-        ring = np.nanmedian(box)
-        if np.isfinite(ring):
-            ratios.append(err[yi, xi] / ring)
+        level = np.nanmedian(box)
+        if np.isfinite(level):
+            ratios.append(err[yi, xi] / level)
     return np.array(ratios)

@@ -122,3 +122,31 @@ def test_source_mask_params_need_one_value_per_tier():
                                  dilations=(5, 3))
     image, _ = _scene(seed=2)
     assert masking.tiered_source_mask(image, params=p).max() < 8
+
+
+def test_core_of_a_source_wider_than_the_ring_is_masked():
+    # A bright galaxy (exponential, scale 40 px) far wider than the mosaics' 80-pixel ring,
+    # with the clipping the mosaic masks use: its centre must not be left as a hole.
+    rng = np.random.default_rng(4)
+    y, x = np.mgrid[0:800, 0:800]
+    r = np.hypot(x - 400, y - 400)
+    image = (3.0 * np.exp(-r / 40.0) + rng.normal(0, 0.01, (800, 800))).astype(np.float32)
+    params = masking.SourceMaskParams(ring_radius=80, ring_width=4, smooth_sigmas=(1.0, 1.0),
+                                      nsigmas=(1.5, 1.5), min_areas=(15, 3), dilations=(21, 3),
+                                      first_extra_dilation=0, clip_box=100,
+                                      threshold_noise="pixel")
+    bits = masking.tiered_source_mask(image, None, params)
+    masked = (bits & 0xFE) != 0
+    assert masked[r < 150].all()
+    assert masked[r > 390].mean() < 0.05  # the sky around stays unmasked
+
+
+def test_sky_enclosed_by_masks_is_not_filled():
+    mask = np.zeros((200, 200), bool)
+    mask[40:160, 40:160] = True
+    mask[60:140, 60:140] = False  # a pocket of sky inside a ring of masked sources
+    rng = np.random.default_rng(5)
+    image = rng.normal(0.2, 0.01, mask.shape).astype(np.float32)
+    assert not masking.bright_holes(mask, image, np.zeros(mask.shape, bool)).any()
+    image[60:140, 60:140] += 0.1  # the same pocket holding a bright core
+    assert masking.bright_holes(mask, image, np.zeros(mask.shape, bool))[60:140, 60:140].all()
