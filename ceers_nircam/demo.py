@@ -168,7 +168,7 @@ def _main(argv):
     reduce_pointing(outdir, params)
     from .offline import demo_report
 
-    html, summary = demo_report.write(outdir, layout(params))
+    html, summary = demo_report.write(outdir, layout(params), params.workers)
     log.info("Report: %s (%s); demo took %s", html, summary, runner.format_seconds(time.monotonic() - t0))
 
 

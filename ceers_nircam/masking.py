@@ -230,6 +230,9 @@ class SourceMaskParams:
     clip_box: int = option(0, "clip the image at clip_nsigma above a Background2D of this box "
                               "before the ring median (0: no clipping)")
     clip_nsigma: float = option(5.0, "clipping level above the coarse background (sigma)")
+    large_nsigma: float = option(2.0, "with clipping: also mask where the image smoothed over half "
+                                      "the ring radius stands this many pixel sigma above the sky, "
+                                      "the bodies of sources wider than the ring (0: off)")
     stats_stride: int = option(3, "take every n-th row and column for the tier thresholds "
                                       "(the smoothed images are correlated over many pixels)")
     threshold_noise: str = option("smoothed", "what nsigmas count: the clipped standard deviation "
@@ -265,6 +268,20 @@ def _clip_bright(image, excluded, params):
     return np.minimum(image, level)
 
 
+def _large_sources(image, bad, params, step):
+    """Bodies of sources wider than the ring: where the image smoothed over half the ring
+    radius stands ``large_nsigma`` pixel sigma above the sky.
+
+    Clipping flattens such a source to the coarse background and the ring
+    median then takes its core for sky, so the tiers leave the core of a big
+    bright galaxy or star unmasked inside a masked ring.
+    """
+    _, sky, noise = sigma_clipped_stats(image[::step, ::step][~bad[::step, ::step]], sigma=3.0,
+                                        maxiters=5)
+    smooth = gaussian_smooth(image, params.ring_radius / 2.0)
+    return dilate_square(smooth - sky > params.large_nsigma * noise, params.dilations[0]) & ~bad
+
+
 def tiered_source_mask(image, excluded=None, params=SourceMaskParams()):
     """Tiered source mask of an image.
 
@@ -291,8 +308,10 @@ def tiered_source_mask(image, excluded=None, params=SourceMaskParams()):
     if bad.all():
         return bits
     img[bad] = robust_level(img[::4, ::4][~bad[::4, ::4]])
-    original = img
+    large = None
     if params.clip_box:
+        if params.large_nsigma:
+            large = _large_sources(img, bad, params, params.stats_stride)
         img = _clip_bright(img, bad, params)
     resid = img - ring_median(img, params.ring_radius, params.ring_width, params.ring_block)
     masked = bad.copy()
@@ -315,27 +334,7 @@ def tiered_source_mask(image, excluded=None, params=SourceMaskParams()):
             found = dilate_square(found, params.first_extra_dilation)
         bits[found] |= np.uint8(1 << k)
         masked |= found
-    cores = bright_holes(masked & ~bad, original, bad, step)
-    bits[cores] |= np.uint8(1 << 1)
+    if large is not None:
+        bits[large] |= np.uint8(1 << 1)
     return bits
 
-
-def bright_holes(mask, image, bad, step=3, nsigma=3.0):
-    """Holes of a mask brighter than the sky: the cores of sources larger than the ring.
-
-    A bright galaxy or star wider than the ring median's radius can come out
-    of the tiers as a ring around an unmasked centre, as the ring median and
-    the clipping take its core for background. A hole (unmasked pixels
-    enclosed by the mask) whose mean lies ``nsigma`` pixel-noise above the
-    sky is such a core; a pocket of sky enclosed by neighbouring masks is not.
-    """
-    filled = ndimage.binary_fill_holes(mask)
-    holes, n = ndimage.label(filled & ~mask & ~bad)
-    if n == 0:
-        return np.zeros(mask.shape, dtype=bool)
-    _, sky, noise = sigma_clipped_stats(image[::step, ::step][~(filled | bad)[::step, ::step]],
-                                        sigma=3.0, maxiters=5)
-    means = np.asarray(ndimage.mean(image, holes, index=np.arange(1, n + 1)))
-    keep = np.zeros(n + 1, dtype=bool)
-    keep[1:] = means > sky + nsigma * noise
-    return keep[holes]

@@ -30,7 +30,7 @@ from astropy.wcs import WCS
 from stdatamodels.jwst import datamodels
 
 from .. import figures, history, qa, reffiles
-from ..cli import get_logger, progress
+from ..cli import get_logger
 from ..fitsio import atomic_path
 from ..nircam import filter_channel
 from ..report import Check, Section, write_report
@@ -124,28 +124,32 @@ class Figures:
 # stage 1
 
 
-def snowball_section(exps, figs):
-    rows = []
-    for e in progress(exps, log, "Snowball checks", every=1):
-        truth = e.truth
-        groupdq = fits.getdata(e.path("ramp"), "GROUPDQ")
-        cover = qa.onset_coverage(groupdq, truth["snowballs"])
-        snowmask = fits.getdata(e.path("snowmask"), "SNOWMASK")
-        away = qa.away_from_events(truth, snowmask.shape)
-        false = float(np.mean(snowmask[away] >= 0))
-        agreement, _ = qa.rate_agreement(e.detector1_rate(), truth, e.ideal)
-        rows.append((e.root, len(truth["snowballs"]), _worst(cover, largest=False), false, agreement))
+def measure_snowballs(e):
+    """Snowball numbers of one exposure: count, lowest onset coverage, false flags, agreement."""
+    truth = e.truth
+    groupdq = fits.getdata(e.path("ramp"), "GROUPDQ")
+    cover = qa.onset_coverage(groupdq, truth["snowballs"])
+    snowmask = fits.getdata(e.path("snowmask"), "SNOWMASK")
+    away = qa.away_from_events(truth, snowmask.shape)
+    agreement, _ = qa.rate_agreement(e.detector1_rate(), truth, e.ideal)
+    return {"n": len(truth["snowballs"]), "cover": _worst(cover, largest=False),
+            "false": float(np.mean(snowmask[away] >= 0)), "agreement": agreement}
+
+
+def snowball_section(exps, found, figs):
+    rows = [(e.root, found[e.root]["snowballs"]) for e in exps]
     checks = [
-        Check("snowballs injected (all exposures)", float(sum(r[1] for r in rows)), low=1),
+        Check("snowballs injected (all exposures)", float(sum(r["n"] for _, r in rows)), low=1),
         Check("lowest share of a snowball core and halo flagged from its onset",
-              _worst([r[2] for r in rows], largest=False), low=0.99),
+              _worst([r["cover"] for _, r in rows], largest=False), low=0.99),
         Check("pixels away from snowballs and cosmic rays newly flagged (worst exposure)",
-              _worst([r[3] for r in rows]), high=0.005),
+              _worst([r["false"] for _, r in rows]), high=0.005),
         Check("median |rate - truth| / ERR in snowball footprints (worst exposure)",
-              _worst([r[4] for r in rows]), high=1.5)]
-    for root, n, cover, false, agreement in rows:
-        checks.append(Check(f"{root}: {n} snowballs, lowest coverage", cover, low=0.99,
-                            note=f"false flags {false:.3%}, rate agreement {agreement:.2f}"))
+              _worst([r["agreement"] for _, r in rows]), high=1.5)]
+    for root, r in rows:
+        checks.append(Check(f"{root}: {r['n']} snowballs, lowest coverage", r["cover"], low=0.99,
+                            note=f"false flags {r['false']:.3%}, rate agreement "
+                                 f"{r['agreement']:.2f}"))
     return Section("Snowballs (stage 1: Detector1 with the CEERS expansion)",
                    "Coverage: share of each injected snowball's core and halo flagged as a jump or "
                    "saturated in its onset group or the next. False flags: pixels outside every "
@@ -179,23 +183,32 @@ def snowball_figure(exps, figs):
     return figs.rel(path), "Largest snowballs of one exposure: the rate and the flags added"
 
 
-def wisp_section(exps, figs):
+def measure_wisp(e):
+    """Fitted against injected wisp scale, and the injected wisp left after subtraction."""
+    truth = e.truth
+    if not truth["header"]["WISPSCL"]:
+        return None
+    entry = history.entries(e.path("rate"), "wispsub")[0]
+    fitted = float(entry.split("scale=")[1].split(",")[0])
+    with fits.open(e.path("rate_prewisp")) as before, fits.open(e.path("rate_pre1f")) as after:
+        subtracted = before["SCI"].data.astype(np.float64) - after["SCI"].data
+        on = (truth["wisp"] != 0) & (after["SCI"].data != 0) & np.isfinite(subtracted)
+    injected = truth["wisp"]
+    rms_in = np.sqrt(np.mean(injected[on] ** 2))
+    rms_left = np.sqrt(np.mean((injected - subtracted)[on] ** 2))
+    return {"fitted": fitted, "injected": float(truth["header"]["WISPSCL"]),
+            "left": float(rms_left / rms_in)}
+
+
+def wisp_section(exps, found, figs):
     checks, figure_list = [], []
-    with_wisps = [e for e in exps if e.truth["header"]["WISPSCL"]]
+    with_wisps = [e for e in exps if found[e.root]["wisp"] is not None]
     for e in with_wisps:
-        truth = e.truth
-        entry = history.entries(e.path("rate"), "wispsub")[0]
-        fitted = float(entry.split("scale=")[1].split(",")[0])
-        with fits.open(e.path("rate_prewisp")) as before, fits.open(e.path("rate_pre1f")) as after:
-            subtracted = before["SCI"].data.astype(np.float64) - after["SCI"].data
-            on = (truth["wisp"] != 0) & (after["SCI"].data != 0) & np.isfinite(subtracted)
-        injected = truth["wisp"]
-        rms_in = np.sqrt(np.mean(injected[on] ** 2))
-        rms_left = np.sqrt(np.mean((injected - subtracted)[on] ** 2))
-        checks.append(Check(f"{e.root}: fitted scale minus injected", fitted - truth["header"]["WISPSCL"],
-                            low=-0.05, high=0.05, note=f"injected {truth['header']['WISPSCL']:.3f}, "
-                                                        f"fitted {fitted:.3f}"))
-        checks.append(Check(f"{e.root}: wisp RMS left / injected", rms_left / rms_in, high=0.4))
+        r = found[e.root]["wisp"]
+        checks.append(Check(f"{e.root}: fitted scale minus injected", r["fitted"] - r["injected"],
+                            low=-0.05, high=0.05, note=f"injected {r['injected']:.3f}, "
+                                                        f"fitted {r['fitted']:.3f}"))
+        checks.append(Check(f"{e.root}: wisp RMS left / injected", r["left"], high=0.4))
     if with_wisps:
         e = with_wisps[0]
         figure_list.append((figs.copy(e.path("rate_wisp", ".png")),
@@ -224,37 +237,42 @@ def wisp_figure(e, figs):
     return figs.rel(path), f"{e.root}: before and after the wisp subtraction"
 
 
-def striping_section(exps, figs):
+def measure_striping(e):
+    """Residual 1/f row and column patterns over their noise floor."""
+    truth = e.truth
+    stem = e.path("rate")[: -len(".fits")]
+    masked = fits.getdata(stem + "_1fmask.fits", "MASK") != 0
+    rows = fits.getdata(stem + "_horiz.fits", "ROWS")
+    cols = fits.getdata(stem + "_vert.fits", "COLS")
+    with fits.open(e.path("rate_pre1f")) as pre:
+        data, dq = pre["SCI"].data, pre["DQ"].data
+    with datamodels.ImageModel(e.path("rate_pre1f")) as model:
+        flat, _ = reffiles.flat_field(model)
+    stripes = artifacts.striping_image(truth["stripe_rows"], truth["stripe_cols"])
+    # What the image holds besides sources and striping: the sky, and the part of the
+    # wisp its subtraction left (template mismatch); their row and column patterns are
+    # what any row method takes with the striping.
+    smooth = validate.true_sky(truth) / truth["header"]["PHOTMJSR"]
+    subtracted = 0.0
+    if os.path.exists(e.path("rate_prewisp")):
+        subtracted = np.nan_to_num(fits.getdata(e.path("rate_prewisp"), "SCI").astype(np.float64)
+                                   - data)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            smooth = smooth + np.nan_to_num((truth["wisp"] - subtracted) / flat)
+    background = (dq == 0) & ~validate.source_footprint(data.shape, truth["sources"])
+    _, _, sigma = qa.carried_striping(data, dq, flat, e.ideal - stripes - subtracted, background)
+    smooth_rows, smooth_cols = qa.sky_patterns(smooth, masked)
+    res = qa.striping_residual(rows, cols, masked, truth["stripe_rows"] + smooth_rows,
+                               truth["stripe_cols"] + smooth_cols, sigma)
+    return {"rows": res.rows_ratio, "cols": res.cols_ratio}
+
+
+def striping_section(exps, found, figs):
     checks, shown = [], {}
-    for e in progress(exps, log, "1/f checks", every=1):
-        truth = e.truth
-        stem = e.path("rate")[: -len(".fits")]
-        masked = fits.getdata(stem + "_1fmask.fits", "MASK") != 0
-        rows = fits.getdata(stem + "_horiz.fits", "ROWS")
-        cols = fits.getdata(stem + "_vert.fits", "COLS")
-        with fits.open(e.path("rate_pre1f")) as pre:
-            data, dq = pre["SCI"].data, pre["DQ"].data
-        with datamodels.ImageModel(e.path("rate_pre1f")) as model:
-            flat, _ = reffiles.flat_field(model)
-        stripes = artifacts.striping_image(truth["stripe_rows"], truth["stripe_cols"])
-        # What the image holds besides sources and striping: the sky, and the part of the
-        # wisp its subtraction left (template mismatch); their row and column patterns are
-        # what any row method takes with the striping.
-        smooth = validate.true_sky(truth) / truth["header"]["PHOTMJSR"]
-        subtracted = 0.0
-        if os.path.exists(e.path("rate_prewisp")):
-            subtracted = np.nan_to_num(fits.getdata(e.path("rate_prewisp"), "SCI").astype(np.float64)
-                                       - data)
-            with np.errstate(invalid="ignore", divide="ignore"):
-                smooth = smooth + np.nan_to_num((truth["wisp"] - subtracted) / flat)
-        background = (dq == 0) & ~validate.source_footprint(data.shape, truth["sources"])
-        _, _, sigma = qa.carried_striping(data, dq, flat, e.ideal - stripes - subtracted, background)
-        smooth_rows, smooth_cols = qa.sky_patterns(smooth, masked)
-        res = qa.striping_residual(rows, cols, masked, truth["stripe_rows"] + smooth_rows,
-                                   truth["stripe_cols"] + smooth_cols, sigma)
-        checks.append(Check(f"{e.root}: row residual / noise floor", res.rows_ratio, high=1.5,
-                            note=f"columns {res.cols_ratio:.2f}"))
-        checks.append(Check(f"{e.root}: column residual / noise floor", res.cols_ratio, high=1.5))
+    for e in exps:
+        r = found[e.root]["striping"]
+        checks.append(Check(f"{e.root}: row residual / noise floor", r["rows"], high=1.5))
+        checks.append(Check(f"{e.root}: column residual / noise floor", r["cols"], high=1.5))
         shown.setdefault(e.channel, e)
     figure_list = [(figs.copy(e.path("rate_1f", ".png")),
                     f"{e.root}: the 1/f patterns and the image before and after (remstriping.py --plot)")
@@ -262,33 +280,44 @@ def striping_section(exps, figs):
     return Section("1/f striping (stage 1)",
                    "Recovered row (per amplifier) and column patterns minus the injected ones plus "
                    "what any row method takes from the sky's own slope and from the wisp left by "
-                   "its subtraction, over amplifier-rows and "
-                   "columns with at least 20% unmasked pixels, against the noise floor of a median "
-                   "over those pixels (1.25 sigma / sqrt(N)).", checks, figure_list)
+                   "its subtraction, over amplifier-rows and columns with at least 20% unmasked "
+                   "pixels, against the noise floor of a median over those pixels "
+                   "(1.25 sigma / sqrt(N)).", checks, figure_list)
 
 
 # --------------------------------------------------------------------------
 # stage 2 and 3
 
 
-def astrometry_section(exps, figs, outdir):
-    limit = {"SHORT": 5.0, "LONG": 8.0}
+LIMIT_MAS = {"SHORT": 5.0, "LONG": 8.0}
+
+
+def measure_astrometry(e, outdir):
+    """Median offset of the matched truth sources before and after alignment, and where the
+    aligned WCS puts them (for the comparison between dithers)."""
+    catalog = Table.read(os.path.join(outdir, "catalogs", f"{e.root}_cal_cat.ecsv"))
+    src = validate.matched_sources(validate.detectable(e.truth), catalog)
+    out = {"n": len(src)}
+    for when, suffix in (("before", "cal"), ("after", "tweakreg")):
+        with datamodels.ImageModel(e.path(suffix)) as model:
+            dra, ddec = validate.wcs_offsets(model.meta.wcs, src)
+            out[when] = float(np.median(np.hypot(dra, ddec))) * 1000.0
+            if when == "after":
+                ra, dec = model.meta.wcs(np.asarray(src["x"]), np.asarray(src["y"]))
+                out["positions"] = {int(i): (float(r), float(d))
+                                    for i, r, d in zip(src["id"], ra, dec)}
+    return out
+
+
+def astrometry_section(exps, found, figs):
     checks, positions = [], {}
-    for e in progress(exps, log, "Astrometry checks", every=1):
-        catalog = Table.read(os.path.join(outdir, "catalogs", f"{e.root}_cal_cat.ecsv"))
-        src = validate.matched_sources(validate.detectable(e.truth), catalog)
-        offsets = {}
-        for when, suffix in (("before", "cal"), ("after", "tweakreg")):
-            with datamodels.ImageModel(e.path(suffix)) as model:
-                dra, ddec = validate.wcs_offsets(model.meta.wcs, src)
-                offsets[when] = float(np.median(np.hypot(dra, ddec))) * 1000.0
-                if when == "after":
-                    ra, dec = model.meta.wcs(np.asarray(src["x"]), np.asarray(src["y"]))
-                    positions.setdefault((e.detector, e.filter), {})[e.root] = {
-                        int(i): (r, d) for i, r, d in zip(src["id"], ra, dec)}
-        checks.append(Check(f"{e.root}: median offset of {len(src)} matched truth sources",
-                            offsets["after"], high=limit[e.channel], unit="mas",
-                            note=f"before alignment {offsets['before']:.1f} mas"))
+    for e in exps:
+        r = found[e.root]["astrometry"]
+        checks.append(Check(f"{e.root}: median offset of {r['n']} matched truth sources",
+                            r["after"], high=LIMIT_MAS[e.channel], unit="mas",
+                            note=f"before alignment {r['before']:.1f} mas"))
+        positions.setdefault((e.detector, e.filter), {})[e.root] = {
+            int(k): tuple(v) for k, v in r["positions"].items()}
     for (det, filt), dithers in sorted(positions.items()):
         checks.append(Check(f"{det} {filt}: relative RMS between dithers",
                             validate.pairwise_rms_mas(dithers), high=3.0, unit="mas"))
@@ -300,34 +329,42 @@ def astrometry_section(exps, figs, outdir):
                    checks, [(figs.copy(p), f"Residual vectors: {os.path.basename(p)}") for p in pngs])
 
 
-def sky_section(exps, figs):
-    pedestal, variance, zeros = [], [], 0
-    for e in progress(exps, log, "Sky and variance checks", every=1):
-        truth = e.truth
-        sky = truth["header"]["SKYMJYSR"]
-        entry = history.entries(e.path("a3001_match"), "skywcsvar")[0]
-        values = dict(kv.split("=", 1) for kv in entry.rstrip(".").split(": ", 1)[1].split(", "))
-        factor, blocks = float(values["rnoise_factor"]), float(values["dr05_blocks_factor"])
-        with datamodels.ImageModel(e.path("a3001_crf")) as crf:
-            true_var = validate.background_variance(crf.data, crf.dq,
-                                                    validate.scene_cal(truth, e.ideal, crf),
-                                                    truth["sources"])
-            bits = fits.getdata(e.path("a3001_bkgsub1"), "BKGMASK")
-            quiet = (bits == 0) & (crf.dq == 0) & np.isfinite(crf.var_rnoise)
-            mean_rn = float(np.mean(crf.var_rnoise[quiet]))
-        with datamodels.ImageModel(e.path("a3001_match")) as match:
-            level = match.meta.background.level
-            rescaled = float(np.mean(match.var_rnoise[quiet]))
-            zeros += sum(int(np.sum(getattr(match, v) == 0))
-                         for v in ("var_rnoise", "var_poisson", "var_flat"))
-        tol = max(0.003 * sky, 1e-3)
-        pedestal.append(Check(f"{e.root}: pedestal minus injected sky", level - sky, low=-tol,
-                              high=tol, unit="MJy/sr", note=f"injected {sky:.4f}"))
+def measure_sky(e):
+    """Pedestal against the injected sky; rescaled VAR_RNOISE against the true background
+    variance; zero variances left."""
+    truth = e.truth
+    entry = history.entries(e.path("a3001_match"), "skywcsvar")[0]
+    values = dict(kv.split("=", 1) for kv in entry.rstrip(".").split(": ", 1)[1].split(", "))
+    with datamodels.ImageModel(e.path("a3001_crf")) as crf:
+        true_var = validate.background_variance(crf.data, crf.dq,
+                                                validate.scene_cal(truth, e.ideal, crf),
+                                                truth["sources"])
+        bits = fits.getdata(e.path("a3001_bkgsub1"), "BKGMASK")
+        quiet = (bits == 0) & (crf.dq == 0) & np.isfinite(crf.var_rnoise)
+        mean_rn = float(np.mean(crf.var_rnoise[quiet]))
+    with datamodels.ImageModel(e.path("a3001_match")) as match:
+        level = float(match.meta.background.level)
+        rescaled = float(np.mean(match.var_rnoise[quiet]))
+        zeros = sum(int(np.sum(getattr(match, v) == 0)) for v in ("var_rnoise", "var_poisson", "var_flat"))
+    return {"sky": float(truth["header"]["SKYMJYSR"]), "level": level,
+            "factor": float(values["rnoise_factor"]), "blocks": float(values["dr05_blocks_factor"]),
+            "ratio": rescaled / true_var, "dr05_ratio": float(values["dr05_blocks_factor"]) * mean_rn / true_var,
+            "zeros": zeros}
+
+
+def sky_sections(exps, found, figs):
+    pedestal, variance = [], []
+    for e in exps:
+        r = found[e.root]["sky"]
+        tol = max(0.003 * r["sky"], 1e-3)
+        pedestal.append(Check(f"{e.root}: pedestal minus injected sky", r["level"] - r["sky"],
+                              low=-tol, high=tol, unit="MJy/sr", note=f"injected {r['sky']:.4f}"))
         variance.append(Check(f"{e.root}: rescaled VAR_RNOISE / true background variance",
-                              rescaled / true_var, low=0.97, high=1.03,
-                              note=f"factor {factor:.3f}; DR0.5's 7x7 blocks give {blocks:.3f}, "
-                                   f"ratio {blocks * mean_rn / true_var:.3f}"))
-    variance.append(Check("zero variances left in the _match files", float(zeros), high=0))
+                              r["ratio"], low=0.97, high=1.03,
+                              note=f"factor {r['factor']:.3f}; DR0.5's 7x7 blocks give "
+                                   f"{r['blocks']:.3f}, ratio {r['dr05_ratio']:.3f}"))
+    variance.append(Check("zero variances left in the _match files",
+                          float(sum(found[e.root]["sky"]["zeros"] for e in exps)), high=0))
     e = exps[0]
     figure = [(figs.copy(e.path("a3001_skyvar", ".png")),
                f"{e.root}: pedestal histogram fit, background model and mask (skywcsvar.py --plot)")]
@@ -341,43 +378,45 @@ def sky_section(exps, figs):
                     "Poisson noise), measured on the image less its noiseless scene.", variance)]
 
 
+def measure_exposure(e, outdir):
+    """Every per-exposure measurement (one worker's job)."""
+    return e.root, {"snowballs": measure_snowballs(e), "wisp": measure_wisp(e),
+                    "striping": measure_striping(e), "astrometry": measure_astrometry(e, outdir),
+                    "sky": measure_sky(e)}
+
+
 # --------------------------------------------------------------------------
 # mosaics
 
 
-def scene_mosaics(outdir, exps, filters):
-    """The noiseless scene drizzled like each filter's mosaic (made once, then reused)."""
+def scene_mosaic(outdir, exps, filt):
+    """The noiseless scene drizzled like a filter's mosaic (made once, then reused)."""
     work = os.path.join(outdir, "validation")
-    out = {}
+    target = os.path.join(work, "mosaics", f"ceers_{POINTING}_{filt.lower()}_scene_i2d.fits")
+    i2d = os.path.join(outdir, "mosaics", f"ceers_{POINTING}_{filt.lower()}_i2d.fits")
+    if os.path.exists(target) and os.path.getmtime(target) >= os.path.getmtime(i2d):
+        return target
+    grid_path = os.path.join(work, f"grid_{filt.lower()}.json")
+    mosaic.grid_of_header(fits.getheader(i2d, "SCI")).write(grid_path)
+    product, members = associations.members(
+        os.path.join(outdir, f"{POINTING}_{filt.lower()}_final.json"))
     by_root = {e.root: e for e in exps}
-    for filt in filters:
-        name = f"ceers_{POINTING}_{filt.lower()}_scene_i2d.fits"
-        target = os.path.join(work, "mosaics", name)
-        out[filt] = target
-        i2d = os.path.join(outdir, "mosaics", f"ceers_{POINTING}_{filt.lower()}_i2d.fits")
-        if os.path.exists(target) and os.path.getmtime(target) >= os.path.getmtime(i2d):
-            continue
-        grid = mosaic.grid_of_header(fits.getheader(i2d, "SCI"))
-        grid_path = os.path.join(work, f"grid_{filt.lower()}.json")
-        grid.write(grid_path)
-        product, members = associations.members(
-            os.path.join(outdir, f"{POINTING}_{filt.lower()}_final.json"))
-        roots = []
-        for path in members:
-            root = os.path.basename(path).split("_a3001_")[0]
-            e = by_root[root]
-            validate.write_scene_copy(os.path.join(outdir, path), e.truth, e.ideal,
-                                      os.path.join(work, "calibrated", f"{root}_a3001_scene.fits"))
-            roots.append(root)
-        asn = associations.make_association(roots, f"{product}_scene", "calibrated", "a3001_scene")
-        asn_path = os.path.join(work, f"{POINTING}_{filt.lower()}_scene.json")
-        with atomic_path(asn_path) as tmp, open(tmp, "w") as fh:
-            fh.write(associations.association_json(asn))
-        log.info("Drizzling the noiseless scene of %s onto the mosaic's grid", filt)
-        subprocess.run([sys.executable, os.path.join(ROOT, "stage3", "make_mosaic.py"), asn_path,
-                        "--grid", grid_path, "--output_dir", os.path.join(work, "mosaics"),
-                        "--overwrite"], check=True, cwd=work, capture_output=True)
-    return out
+    roots = []
+    for path in members:
+        root = os.path.basename(path).split("_a3001_")[0]
+        e = by_root[root]
+        validate.write_scene_copy(os.path.join(outdir, path), e.truth, e.ideal,
+                                  os.path.join(work, "calibrated", f"{root}_a3001_scene.fits"))
+        roots.append(root)
+    asn = associations.make_association(roots, f"{product}_scene", "calibrated", "a3001_scene")
+    asn_path = os.path.join(work, f"{POINTING}_{filt.lower()}_scene.json")
+    with atomic_path(asn_path) as tmp, open(tmp, "w") as fh:
+        fh.write(associations.association_json(asn))
+    log.info("Drizzling the noiseless scene of %s onto the mosaic's grid", filt)
+    subprocess.run([sys.executable, os.path.join(ROOT, "stage3", "make_mosaic.py"), asn_path,
+                    "--grid", grid_path, "--output_dir", os.path.join(work, "mosaics"),
+                    "--overwrite"], check=True, cwd=work, capture_output=True)
+    return target
 
 
 def _aperture_sums(image, x, y, radius):
@@ -387,88 +426,99 @@ def _aperture_sums(image, x, y, radius):
     return np.asarray(table["aperture_sum"], float)
 
 
-def mosaic_section(outdir, exps, filters, figs):
-    checks = []
-    grids = []
+def measure_mosaic(outdir, exps, filt):
+    """Every measurement of one filter's mosaic against its truth (one worker's job)."""
+    f, channel = filt.lower(), filter_channel(filt)
     catalog = Table.read(glob.glob(os.path.join(outdir, "uncals", "*", "truth_catalog.ecsv"))[0])
-    scenes = scene_mosaics(outdir, exps, filters)
-    phot_rows = []
-    for filt in filters:
-        f = filt.lower()
-        channel = filter_channel(filt)
-        base = os.path.join(outdir, "mosaics", f"ceers_{POINTING}_{f}")
-        with fits.open(base + "_i2d.fits") as i2d:
-            image, err = i2d["SCI"].data.astype(np.float32), i2d["ERR"].data
-            header, context = i2d["SCI"].header, i2d["CON"].data
-        grids.append(mosaic.grid_of_header(header))
-        wcs = WCS(header)
-        scene = fits.getdata(scenes[filt], "SCI")
-        with fits.open(base + "_mbkgsub1.fits") as final:
-            sub, bkgmask = final["SCI"].data.astype(np.float32), final["BKGMASK"].data
-        scale_mas = grids[-1].pixel_scale * 1000.0
+    scene = fits.getdata(scene_mosaic(outdir, exps, filt), "SCI")
+    base = os.path.join(outdir, "mosaics", f"ceers_{POINTING}_{f}")
+    with fits.open(base + "_i2d.fits") as i2d:
+        image, err = i2d["SCI"].data.astype(np.float32), i2d["ERR"].data
+        header, context = i2d["SCI"].header, i2d["CON"].data
+    grid = mosaic.grid_of_header(header)
+    wcs = WCS(header)
+    with fits.open(base + "_mbkgsub1.fits") as final:
+        sub, bkgmask = final["SCI"].data.astype(np.float32), final["BKGMASK"].data
+    out = {"filter": filt, "grid": dataclasses.asdict(grid)}
 
-        # positions and photometry of isolated compact truth sources
-        chosen, x, y = validate.isolated_in_mosaic(catalog, filt, wcs, sub.shape)
-        offsets, keep = [], []
-        for i in chosen:
-            cx, cy = validate.windowed_centroid(sub, x[i], y[i], CENTROID_SIGMA[channel])
-            if np.isfinite(cx):
-                offsets.append((cx - x[i], cy - y[i]))
-                keep.append(i)
-        offsets = np.array(offsets).reshape(-1, 2) * scale_mas
-        median = np.median(offsets, axis=0) if len(offsets) else np.array([np.nan, np.nan])
-        checks.append(Check(f"{filt}: isolated truth sources measured", float(len(offsets)), low=20))
+    # positions and photometry of isolated compact truth sources
+    chosen, x, y = validate.isolated_in_mosaic(catalog, filt, wcs, sub.shape)
+    offsets, keep = [], []
+    for i in chosen:
+        cx, cy = validate.windowed_centroid(sub, x[i], y[i], CENTROID_SIGMA[channel])
+        if np.isfinite(cx):
+            offsets.append((cx - x[i], cy - y[i]))
+            keep.append(i)
+    offsets = np.array(offsets).reshape(-1, 2) * grid.pixel_scale * 1000.0
+    out["offsets_n"] = len(offsets)
+    out["offset_median"] = (np.median(offsets, axis=0).tolist() if len(offsets)
+                            else [float("nan")] * 2)
+    keep = np.array(keep, dtype=int)
+    radius = APERTURE[channel]
+    measured = _aperture_sums(np.nan_to_num(sub), x[keep], y[keep], radius)
+    expected = _aperture_sums(np.nan_to_num(scene), x[keep], y[keep], radius)
+    good = expected > 0
+    out["aperture"] = radius
+    out["phot_mag"] = np.asarray(catalog[f"mag_{f}"])[keep][good].tolist()
+    out["phot_ratio"] = (measured[good] / expected[good]).tolist()
+
+    # noise and error map
+    out["empty"] = {r: validate.empty_aperture_noise(image, err, scene, r) for r in (3, 6)}
+    ratios = []
+    for e in exps:
+        if e.filter != filt:
+            continue
+        bad = e.truth["badpix"]
+        with datamodels.open(e.path("a3001_match")) as match:
+            ra, dec = match.meta.wcs(np.asarray(bad["x"], float), np.asarray(bad["y"], float))
+        bx, by = wcs.all_world2pix(ra, dec, 0)
+        ratios.append(validate.err_at_pixels(err, bx, by, context))
+    ratios = np.concatenate(ratios)
+    out["holes_n"] = int(ratios.size)
+    out["holes_worst"] = float(np.max(np.abs(ratios - 1))) if ratios.size else float("nan")
+
+    # mosaic background
+    rms = validate.mosaic_sky_rms(image, scene)
+    covered = np.isfinite(sub)
+    merged = (bkgmask & 2) != 0
+    light = covered & (scene > 0.5 * rms)
+    out["bias"] = float(np.mean((sub - scene)[merged & covered])) / rms
+    out["coverage"] = float(merged[light].mean())
+    return out
+
+
+def mosaic_section(outdir, results, filters, figs):
+    checks = []
+    grids = [mosaic.Grid(**{k: tuple(v) if isinstance(v, list) else v for k, v in r["grid"].items()})
+             for r in results]
+    distinct = sum(1 for i, g in enumerate(grids) if not any(mosaic.same_grid(g, h) for h in grids[:i]))
+    checks.append(Check("distinct pixel grids among the filter mosaics", float(distinct), low=1,
+                        high=1))
+    for r in results:
+        filt = r["filter"]
+        median = r["offset_median"]
+        ratio = np.asarray(r["phot_ratio"])
+        checks.append(Check(f"{filt}: isolated truth sources measured", float(r["offsets_n"]), low=20))
         checks.append(Check(f"{filt}: median position offset", float(np.hypot(*median)), high=5.0,
                             unit="mas", note=f"({median[0]:+.2f}, {median[1]:+.2f}) mas"))
-        keep = np.array(keep, dtype=int)
-        r = APERTURE[channel]
-        measured = _aperture_sums(np.nan_to_num(sub), x[keep], y[keep], r)
-        expected = _aperture_sums(np.nan_to_num(scene), x[keep], y[keep], r)
-        good = expected > 0
-        ratio = measured[good] / expected[good]
-        phot_rows.append((filt, np.asarray(catalog[f"mag_{f}"])[keep][good], ratio))
-        checks.append(Check(f"{filt}: median aperture flux / truth (r = {r} px)",
+        checks.append(Check(f"{filt}: median aperture flux / truth (r = {r['aperture']} px)",
                             float(np.median(ratio)) if ratio.size else float("nan"), low=0.98,
                             high=1.02, note=f"{ratio.size} sources, robust scatter "
                                             f"{qa.robust_sigma(ratio):.3f}" if ratio.size else ""))
-
-        # noise and error map
-        for radius in (3, 6):
-            noise, predicted, n = validate.empty_aperture_noise(image, err, scene, radius)
+        for radius, (noise, predicted, n) in r["empty"].items():
             checks.append(Check(f"{filt}: empty-aperture noise / ERR (r = {radius} px)",
                                 noise / predicted, low=0.9, high=1.1, note=f"{n} apertures"))
-        ratios = []
-        for e in exps:
-            if e.filter != filt:
-                continue
-            bad = e.truth["badpix"]
-            with datamodels.open(e.path("a3001_match")) as match:
-                ra, dec = match.meta.wcs(np.asarray(bad["x"], float), np.asarray(bad["y"], float))
-            bx, by = wcs.all_world2pix(ra, dec, 0)
-            ratios.append(validate.err_at_pixels(err, bx, by, context))
-        ratios = np.concatenate(ratios)
         checks.append(Check(f"{filt}: largest |ERR at a bad pixel / neighbours - 1|",
-                            float(np.max(np.abs(ratios - 1))) if ratios.size else float("nan"),
-                            high=0.2, note=f"{ratios.size} bad pixels inside the same exposures' "
-                                           "coverage"))
-
-        # mosaic background
-        rms = validate.mosaic_sky_rms(image, scene)
-        covered = np.isfinite(sub)
-        merged = (bkgmask & 2) != 0
-        resid = sub - scene
-        light = covered & (scene > 0.5 * rms)
+                            r["holes_worst"], high=0.2,
+                            note=f"{r['holes_n']} bad pixels inside the same exposures' coverage"))
         checks.append(Check(f"{filt}: background-subtracted minus truth under the merged mask",
-                            float(np.mean(resid[merged & covered])) / rms, low=-0.1, high=0.1,
-                            unit="sky RMS"))
+                            r["bias"], low=-0.1, high=0.1, unit="sky RMS"))
         checks.append(Check(f"{filt}: source light (> 0.5 sky RMS) covered by the merged mask",
-                            float(merged[light].mean()), low=0.95))
-    distinct = sum(1 for i, g in enumerate(grids) if not any(mosaic.same_grid(g, h) for h in grids[:i]))
-    checks.insert(0, Check("distinct pixel grids among the filter mosaics", float(distinct), low=1,
-                           high=1))
+                            r["coverage"], low=0.95))
     figure_list = [(figs.copy(p), f"{os.path.basename(p)[:-9]}: mosaic with its source mask")
                    for p in sorted(glob.glob(os.path.join(outdir, "mosaics", "*_mask.png")))]
-    figure_list.append(photometry_figure(phot_rows, figs))
+    figure_list.append(photometry_figure(
+        [(r["filter"], r["phot_mag"], r["phot_ratio"]) for r in results], figs))
     figure_list.append(colour_figure(outdir, filters, figs))
     return Section("Mosaics (stage 3: drizzle on the fixed grid, mosaic background)",
                    "Truth: the noiseless scene of the same exposures drizzled onto the same grid. "
@@ -551,9 +601,27 @@ def _sections_from(data):
                     [(f["path"], f["caption"]) for f in s["figures"]]) for s in data]
 
 
-def write(outdir, layout):
-    """Measure the demo's products against the truth; write the report. Returns the paths of
-    report.html and summary.json."""
+def measure(outdir, exps, filters, workers=2):
+    """Every exposure's and every mosaic's measurements, ``workers`` at a time."""
+    import concurrent.futures as cf
+
+    found, mosaics = {}, {}
+    with cf.ProcessPoolExecutor(max_workers=max(1, workers)) as pool:
+        jobs = {pool.submit(measure_mosaic, outdir, exps, f): f for f in filters}
+        jobs.update({pool.submit(measure_exposure, e, outdir): e.root for e in exps})
+        for done, job in enumerate(cf.as_completed(jobs), 1):
+            result = job.result()
+            if isinstance(result, dict):
+                mosaics[result["filter"]] = result
+            else:
+                found[result[0]] = result[1]
+            log.info("Validation measurements %d/%d (%s)", done, len(jobs), jobs[job])
+    return found, [mosaics[f] for f in filters]
+
+
+def write(outdir, layout, workers=2):
+    """Measure the demo's products against the truth (``workers`` processes); write the
+    report. Returns the paths of report.html and summary.json."""
     report_dir = os.path.join(outdir, REPORT_DIR)
     cache = os.path.join(report_dir, "measurements.json")
     key = _signature(outdir)
@@ -568,9 +636,10 @@ def write(outdir, layout):
                                 saved["intro"])
     exps = exposures(outdir)
     figs = Figures(report_dir)
-    sections = [snowball_section(exps, figs), wisp_section(exps, figs), striping_section(exps, figs),
-                astrometry_section(exps, figs, outdir), *sky_section(exps, figs),
-                mosaic_section(outdir, exps, layout["filters"], figs)]
+    found, mosaics = measure(outdir, exps, layout["filters"], workers)
+    sections = [snowball_section(exps, found, figs), wisp_section(exps, found, figs),
+                striping_section(exps, found, figs), astrometry_section(exps, found, figs),
+                *sky_sections(exps, found, figs), mosaic_section(outdir, mosaics, layout["filters"], figs)]
     title = "ceers-nircam demo: the reduction of a simulated CEERS pointing against its truth"
     intro = (f"{len(exps)} exposures: {', '.join(layout['detectors'])} in "
              f"{', '.join(layout['filters'])}, three dithers, simulated on the realistic defaults "
