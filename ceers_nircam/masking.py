@@ -231,8 +231,8 @@ class SourceMaskParams:
                               "before the ring median (0: no clipping)")
     clip_nsigma: float = option(5.0, "clipping level above the coarse background (sigma)")
     large_nsigma: float = option(2.0, "with clipping: also mask where the image smoothed over half "
-                                      "the ring radius stands this many pixel sigma above the sky, "
-                                      "the bodies of sources wider than the ring (0: off)")
+                                      "the ring radius stands this many pixel sigma above the sky "
+                                      "around it, the bodies of sources wider than the ring (0: off)")
     stats_stride: int = option(3, "take every n-th row and column for the tier thresholds "
                                       "(the smoothed images are correlated over many pixels)")
     threshold_noise: str = option("smoothed", "what nsigmas count: the clipped standard deviation "
@@ -268,18 +268,25 @@ def _clip_bright(image, excluded, params):
     return np.minimum(image, level)
 
 
+LARGE_RING = 3.0  # ring radius (in units of the mask's ring) of the sky around a large source
+
+
 def _large_sources(image, bad, params, step):
     """Bodies of sources wider than the ring: where the image smoothed over half the ring
-    radius stands ``large_nsigma`` pixel sigma above the sky.
+    radius stands ``large_nsigma`` pixel sigma above the sky around it (the median on a
+    ring three times as wide).
 
     Clipping flattens such a source to the coarse background and the ring
     median then takes its core for sky, so the tiers leave the core of a big
     bright galaxy or star unmasked inside a masked ring.
     """
-    _, sky, noise = sigma_clipped_stats(image[::step, ::step][~bad[::step, ::step]], sigma=3.0,
-                                        maxiters=5)
+    _, _, noise = sigma_clipped_stats(image[::step, ::step][~bad[::step, ::step]], sigma=3.0,
+                                      maxiters=5)
     smooth = gaussian_smooth(image, params.ring_radius / 2.0)
-    return dilate_square(smooth - sky > params.large_nsigma * noise, params.dilations[0]) & ~bad
+    # The sky around, on a ring far outside the source: a smooth sky gradient cancels.
+    around = ring_median(smooth, LARGE_RING * params.ring_radius, params.ring_width,
+                         params.ring_block)
+    return dilate_square(smooth - around > params.large_nsigma * noise, params.dilations[0]) & ~bad
 
 
 def tiered_source_mask(image, excluded=None, params=SourceMaskParams()):

@@ -68,6 +68,7 @@ class BandParams:
     first_extra_dilation: int = 0
     clip_box: int = 100
     clip_nsigma: float = 5.0
+    large_nsigma: float = 2.0
     bg_sigma: float = 3.0
     bg_exclude_percentile: float = 90.0
     threshold_noise: str = "pixel"
@@ -76,7 +77,8 @@ class BandParams:
                   "ring_width": float, "tier_dilate_size": _ints, "tier_nsigma": _floats,
                   "tier_npixels": _ints, "tier_smooth_sigma": _floats,
                   "first_extra_dilation": int, "clip_box": int, "clip_nsigma": float,
-                  "bg_sigma": float, "bg_exclude_percentile": float, "threshold_noise": str}
+                  "large_nsigma": float, "bg_sigma": float, "bg_exclude_percentile": float,
+                  "threshold_noise": str}
 
     def mask_params(self):
         """The tiered source mask of this band."""
@@ -85,7 +87,7 @@ class BandParams:
             smooth_sigmas=self.tier_smooth_sigma, nsigmas=self.tier_nsigma,
             min_areas=self.tier_npixels, dilations=self.tier_dilate_size,
             first_extra_dilation=self.first_extra_dilation, clip_box=self.clip_box,
-            clip_nsigma=self.clip_nsigma, stats_stride=5,
+            clip_nsigma=self.clip_nsigma, large_nsigma=self.large_nsigma, stats_stride=5,
             threshold_noise=self.threshold_noise)
 
     def background(self, image, masked, want_rms=False):

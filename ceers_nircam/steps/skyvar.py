@@ -73,6 +73,9 @@ class SkyVarParams:
     clip_box: int = option(100, "tiered mask: clip bright pixels at --clip_nsigma above a "
                                 "Background2D of this box first")
     clip_nsigma: float = option(5.0, "tiered mask: clipping level (sigma)")
+    large_nsigma: float = option(2.0, "tiered mask: also mask sources wider than the ring, where "
+                                      "the image smoothed over half the ring radius stands this "
+                                      "many pixel sigma above the sky around (0: off, DR0.5)")
     bkg_box: int = option(5, "Background2D box (pixels)")
     bkg_filter: int = option(3, "Background2D median filter (boxes)")
     bkg_sigma: float = option(3.0, "Background2D sigma clipping")
@@ -101,7 +104,8 @@ class SkyVarParams:
     def mask_params(self):
         """The tiered source mask of the 2D background model (stage 1's, clipped first)."""
         return SourceMaskParams(ring_radius=self.ring_radius, ring_width=self.ring_width,
-                                clip_box=self.clip_box, clip_nsigma=self.clip_nsigma)
+                                clip_box=self.clip_box, clip_nsigma=self.clip_nsigma,
+                                large_nsigma=self.large_nsigma)
 
 
 def background_model(image, excluded, params):
