@@ -409,27 +409,37 @@ def empty_aperture_noise(image, err, scene, radius):
     return float(measured), float(np.median(predicted)), int(sums.size)
 
 
-def err_at_pixels(err, x, y, context=None):
+def err_at_pixels(err, x, y):
     """ERR at mosaic pixels over the median of their neighbours 3-4 pixels out (a hole
-    in the error map gives a ratio far from 1).
-
-    With the mosaic's context image (CON), pixels whose neighbours are not all
-    covered by the same exposures are left out: at the edge of a dither the
-    ERR changes with the number of exposures, hole or not.
-    """
+    in the error map gives a ratio near 0)."""
     ratios = []
-    ring = np.ones((9, 9), bool)
-    ring[2:7, 2:7] = False
     for xi, yi in zip(np.round(x).astype(int), np.round(y).astype(int)):
         if not (5 <= xi < err.shape[1] - 5 and 5 <= yi < err.shape[0] - 5):
             continue
-        if context is not None:
-            around = context.reshape(-1, *err.shape)[:, yi - 4:yi + 5, xi - 4:xi + 5][:, ring]
-            if np.any(around != around[:, :1]) or not np.any(around):
-                continue
         box = err[yi - 4:yi + 5, xi - 4:xi + 5].copy()
         box[2:7, 2:7] = np.nan
         level = np.nanmedian(box)
         if np.isfinite(level):
             ratios.append(err[yi, xi] / level)
     return np.array(ratios)
+
+
+def err_at_bad_pixels(err, sci, wcs, exposures):
+    """:func:`err_at_pixels` at the injected bad pixels of each exposure of a mosaic.
+
+    ``exposures`` yields (calibrated image path, truth bad-pixel table).
+    Mosaic pixels without data (SCI NaN: only the bad pixel's exposure
+    covered them) are counted apart. Returns (finite ratios, count without data).
+    """
+    from stdatamodels.jwst import datamodels
+
+    err = np.where(np.isfinite(sci), err, np.nan)
+    ratios = []
+    for path, bad in exposures:
+        with datamodels.open(path) as model:
+            ra, dec = model.meta.wcs(np.asarray(bad["x"], float), np.asarray(bad["y"], float))
+        x, y = wcs.all_world2pix(ra, dec, 0)
+        ratios.append(err_at_pixels(err, x, y))
+    ratios = np.concatenate(ratios) if ratios else np.array([])
+    finite = ratios[np.isfinite(ratios)]
+    return finite, int(ratios.size - finite.size)
