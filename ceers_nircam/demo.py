@@ -147,6 +147,7 @@ def reduce_pointing(outdir, params):
     settings = stages.BatchSettings(
         uncal_dir="uncals", batch_dir=batch_dir, workdir=outdir, python=sys.executable,
         alignment="astrometry", refcat="reference_catalog.ecsv", save_results=True,
+        delete_interim=True,
         extra=("detector1_and_snowballs=--save_mask", "wisp_subtraction=--plot",
                "remstriping=--plot", "astrometry=--catalog_dir catalogs", "skysub_varscale=--plot",
                f"make_mosaics=--cover {cover}"))

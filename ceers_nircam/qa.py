@@ -26,19 +26,27 @@ SAT = dqflags.group["SATURATED"]
 DO_NOT_USE = dqflags.pixel["DO_NOT_USE"]
 
 
-def onset_coverage(groupdq, events):
+def onset_coverage(flags, events, ngroups=None):
     """Per snowball: share of its core and halo (light-sensitive pixels) flagged, as a jump or
-    saturated, in the groups its charge lands in (the onset group and the next)."""
-    from .offline.artifacts import snowball_footprint
+    saturated, in the groups its charge lands in (the onset group and the next).
 
-    shape = groupdq.shape[-2:]
+    ``flags`` is a ramp's GROUPDQ, or the bits per group of
+    :func:`ceers_nircam.steps.snowballs.flagged_groups` (``snowball_wrapper.py --save_mask``
+    keeps them), with ``ngroups`` the ramp's number of groups.
+    """
+    from .offline.artifacts import snowball_footprint
+    from .steps.snowballs import flagged_groups
+
+    if np.ndim(flags) == 4:
+        ngroups, flags = flags.shape[1], flagged_groups(flags)
+    shape = flags.shape
     science = ~nircam.reference_pixel_mask()[: shape[0], : shape[1]]
     out = []
     for i, ev in enumerate(events):
         inside = snowball_footprint(events[[i]], shape, "halo") & science
         g = int(ev["group"])
-        flags = groupdq[0, g] | groupdq[0, min(g + 1, groupdq.shape[1] - 1)]
-        out.append(float(np.mean((flags[inside] & (JUMP | SAT)) != 0)))
+        wanted = (1 << g) | (1 << min(g + 1, ngroups - 1))
+        out.append(float(np.mean((flags[inside] & wanted) != 0)))
     return np.array(out)
 
 

@@ -36,7 +36,8 @@ def _main(argv):
         ramp, status = snowballs.apply(ramp, params)
         if params.save_mask:
             fitsio.write_images(os.path.join(params.output_dir, f"{root}_snowmask.fits"),
-                                {"SNOWMASK": status.products["snowmask"]})
+                                {"SNOWMASK": status.products["snowmask"],
+                                 "FLAGGRP": status.products["flagged_groups"]})
     if not params.delete_interim:
         fitsio.save_model(ramp, os.path.join(params.output_dir, f"{root}_ramp.fits"))
     rate, rateints = detector1.fit_ramps(ramp, params)

@@ -127,9 +127,9 @@ class Figures:
 def measure_snowballs(e):
     """Snowball numbers of one exposure: count, lowest onset coverage, false flags, agreement."""
     truth = e.truth
-    groupdq = fits.getdata(e.path("ramp"), "GROUPDQ")
-    cover = qa.onset_coverage(groupdq, truth["snowballs"])
-    snowmask = fits.getdata(e.path("snowmask"), "SNOWMASK")
+    with fits.open(e.path("snowmask")) as hdul:
+        snowmask, groups = hdul["SNOWMASK"].data, hdul["FLAGGRP"].data
+    cover = qa.onset_coverage(groups, truth["snowballs"], int(truth["header"]["NGROUPS"]))
     away = qa.away_from_events(truth, snowmask.shape)
     agreement, _ = qa.rate_agreement(e.detector1_rate(), truth, e.ideal)
     return {"n": len(truth["snowballs"]), "cover": _worst(cover, largest=False),
@@ -416,6 +416,8 @@ def scene_mosaic(outdir, exps, filt):
     subprocess.run([sys.executable, os.path.join(ROOT, "stage3", "make_mosaic.py"), asn_path,
                     "--grid", grid_path, "--output_dir", os.path.join(work, "mosaics"),
                     "--overwrite"], check=True, cwd=work, capture_output=True)
+    for root in roots:  # the copies were only the drizzle's input
+        os.remove(os.path.join(work, "calibrated", f"{root}_a3001_scene.fits"))
     return target
 
 

@@ -32,7 +32,9 @@ class Detector1Params:
                                               "expansion instead of the CEERS one")
     overwrite: bool = option(False, "redo an exposure whose rate file is already complete")
     save_mask: bool = option(False, "write <root>_snowmask.fits: the first group in which the "
-                                    "snowball expansion flagged each pixel (-1: never)")
+                                    "snowball expansion flagged each pixel (SNOWMASK, -1: never) "
+                                    "and the groups flagged as jumps or saturated (FLAGGRP, a bit "
+                                    "per group)")
 
 
 def run_to_jump(uncal, params):

@@ -206,6 +206,16 @@ def expand_groupdq(groupdq, params=SnowballParams(), plain=False, first_group=No
     return added
 
 
+def flagged_groups(groupdq):
+    """Per pixel, a bit for each group of the first integration flagged JUMP_DET or
+    SATURATED (uint16; bit g for group g): what the ramp says of them, in two bytes a pixel."""
+    flagged = (np.asarray(groupdq[0]) & (JUMP_DET | SATURATED)) != 0
+    bits = np.zeros(flagged.shape[1:], dtype=np.uint16)
+    for g in range(min(flagged.shape[0], 16)):
+        bits |= flagged[g].astype(np.uint16) << np.uint16(g)
+    return bits
+
+
 def apply(model, params=SnowballParams()):
     """Expand the jump flags of a RampModel around snowballs (in place)."""
     t0 = time.perf_counter()
@@ -217,4 +227,5 @@ def apply(model, params=SnowballParams()):
              "in %.2f s", added, 100.0 * added / model.groupdq[0].size, ngroups, seconds)
     return model, Status(True, f"{added} pixel-groups newly flagged",
                          values={"added": added, "seconds": seconds},
-                         products={"snowmask": first_group})
+                         products={"snowmask": first_group,
+                                   "flagged_groups": flagged_groups(model.groupdq)})

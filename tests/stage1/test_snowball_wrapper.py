@@ -67,8 +67,15 @@ def test_script_output_meets_the_snowball_criteria(name, request):
 def test_saved_mask_holds_what_the_expansion_added(nrca3):
     first = fits.getdata(nrca3.product("snowmask"), "SNOWMASK")
     truth = nrca3.truth
+    groups = fits.getdata(nrca3.product("snowmask"), "FLAGGRP")
     with datamodels.RampModel(nrca3.product("ramp")) as ramp:
         flagged = np.take_along_axis(ramp.groupdq[0], np.maximum(first, 0)[None], axis=0)[0]
+        for g in range(ramp.groupdq.shape[1]):
+            marked = (ramp.groupdq[0, g] & (dqflags.group["JUMP_DET"] | dqflags.group["SATURATED"])) != 0
+            np.testing.assert_array_equal((groups >> g) & 1 == 1, marked)
+        coverage = qa.onset_coverage(ramp.groupdq, truth["snowballs"])
+        ngroups = ramp.groupdq.shape[1]
+    np.testing.assert_array_equal(qa.onset_coverage(groups, truth["snowballs"], ngroups), coverage)
     added = first >= 0
     assert added.sum() > 1000
     assert np.all(flagged[added] & dqflags.group["JUMP_DET"])  # flagged in the group it names
