@@ -82,14 +82,16 @@ def _raise_interrupt(signum, frame):
     raise KeyboardInterrupt
 
 
-def _stop_on_sigterm():
+def _stop_on_signals():
     """Make SIGTERM (a batch runner or SLURM stopping the command) unwind like Ctrl-C, so that
-    files being written are removed rather than left half-written."""
+    files being written are removed rather than left half-written; and make Ctrl-C (SIGINT)
+    do so even when the command was started with it ignored (a background job of a script)."""
     import signal
     import threading
 
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, _raise_interrupt)
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def run(main, argv=None):
@@ -98,7 +100,7 @@ def run(main, argv=None):
     ``main`` receives the raw argv list (or ``None`` for ``sys.argv[1:]``) and
     returns an exit status (``None`` means 0).
     """
-    _stop_on_sigterm()
+    _stop_on_signals()
     try:
         status = main(argv)
     except CeersError as err:

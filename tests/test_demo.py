@@ -52,7 +52,11 @@ def demo(tmp_path_factory):
         time.sleep(2)
     assert proc.poll() is None, (logs / "first.log").read_text()[-2000:]
     proc.send_signal(signal.SIGINT)
-    interrupted = proc.wait(timeout=120)
+    try:
+        interrupted = proc.wait(timeout=120)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        raise
     partial = _partial_files(out)
 
     t0 = time.monotonic()
