@@ -31,7 +31,7 @@ from ..cli import CeersError, get_logger, option
 from ..nircam import WISP_DETECTORS, WISP_FILTERS
 from ..survey import FILTERS
 from . import exposures as ex
-from .runfile import Line, write_order, write_run_file
+from .runfile import Line, check_command, write_order, write_run_file
 
 log = get_logger("batch.stages")
 
@@ -468,12 +468,7 @@ def parse_command(text, where="line"):
     CeersError
         If the line is malformed, calls no known stage script or lacks its target.
     """
-    try:
-        words = shlex.split(text, comments=True)
-    except ValueError as err:
-        raise CeersError(f"{where}: malformed line ({err}): {text}") from None
-    if not words:
-        raise CeersError(f"{where}: malformed line (no command): {text}")
+    words = check_command(text, where)
     step, rest = _program(words, where)
     positional, options = _split_args(rest, where)
     try:
