@@ -237,14 +237,24 @@ def _signal_group(proc, sig):
         pass
 
 
-def child_environment():
+# Thread pools of OpenMP, OpenBLAS and MKL (numpy, scipy, the pipeline's steps).
+THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+
+
+def child_environment(threads=None):
     """The environment of a line: ours, with this interpreter's bin directory first on PATH.
 
     ``python``, ``strun`` and the project's commands in a line then resolve to
     the environment the runner itself uses, also where a launcher starts the
-    wrapper through ssh with a bare login PATH.
+    wrapper through ssh with a bare login PATH. With ``threads``, each
+    numerical thread pool a line starts is limited to that many threads
+    (unless the user set its variable): lines running side by side then do not
+    each start a pool as large as the machine and fight over its cores.
     """
     env = dict(os.environ)
+    if threads:
+        for name in THREAD_VARIABLES:
+            env.setdefault(name, str(int(threads)))
     bindir = os.path.dirname(sys.executable)
     parts = env.get("PATH", "").split(os.pathsep)
     if parts[:1] != [bindir]:
@@ -262,7 +272,7 @@ def _base_record(runfile, number, line, log_path):
             "pid": os.getpid(), "log": log_path, "job": os.environ.get("SLURM_JOB_ID")}
 
 
-def run_line(runfile, number, *, force=False, timeout=None, on_start=None):
+def run_line(runfile, number, *, force=False, timeout=None, on_start=None, threads=None):
     """Run line ``number`` of a run file with accounting; return its record.
 
     Parameters
@@ -277,6 +287,9 @@ def run_line(runfile, number, *, force=False, timeout=None, on_start=None):
     on_start : callable, optional
         Called with no argument just before the command starts (not for a
         skipped line).
+    threads : int, optional
+        Threads each numerical library of the command may start (see
+        :func:`child_environment`).
 
     Returns
     -------
@@ -303,7 +316,7 @@ def run_line(runfile, number, *, force=False, timeout=None, on_start=None):
     _write_record(rec_path, record)
     if on_start:
         on_start()
-    code, reason = _execute(line.command, runfile.workdir, log_path, timeout)
+    code, reason = _execute(line.command, runfile.workdir, log_path, timeout, threads)
     ended = time.time()
     if code == 0:
         reason = outputs_problem(line, runfile.workdir) or ""
@@ -319,7 +332,7 @@ def run_line(runfile, number, *, force=False, timeout=None, on_start=None):
     return record
 
 
-def _execute(command, workdir, log_path, timeout):
+def _execute(command, workdir, log_path, timeout, threads=None):
     """Run ``command`` in ``bash -c`` with its output to ``log_path``; return (exit code, reason)."""
     with open(log_path, "w") as out:
         out.write(f"# {command}\n# started {time.strftime('%Y-%m-%d %H:%M:%S')} on "
@@ -328,7 +341,7 @@ def _execute(command, workdir, log_path, timeout):
         try:
             proc = subprocess.Popen(["bash", "-c", command], cwd=workdir, stdout=out,
                                     stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                    env=child_environment(), start_new_session=True)
+                                    env=child_environment(threads), start_new_session=True)
         except OSError as err:
             return 127, f"could not start: {err}"
         with _CHILDREN_LOCK:

@@ -32,6 +32,15 @@ class RunnerOptions:
                                        "file was written for)")
     interval: float = option(10.0, "seconds between progress messages")
     keep_going: bool = option(False, "start later stages even when one has lines not done")
+    threads: int = option(0, "threads of each line's OpenMP/BLAS pools (0: the cores shared "
+                             "among the workers; a variable already set is kept)")
+
+
+def threads_per_line(workers, threads=0):
+    """Threads each line's numerical pools get: ``threads``, or the cores divided among the workers."""
+    if threads and threads > 0:
+        return int(threads)
+    return max(1, (os.cpu_count() or 1) // max(1, int(workers)))
 
 
 def format_seconds(seconds):
@@ -82,7 +91,8 @@ class Progress:
                     f"{self.running} running, elapsed {format_seconds(elapsed)}, {estimate}")
 
 
-def run_file(path, workers=1, *, force=False, timeout=None, workdir=None, interval=10.0):
+def run_file(path, workers=1, *, force=False, timeout=None, workdir=None, interval=10.0,
+             threads=0):
     """Run one run file with ``workers`` lines at a time.
 
     Parameters
@@ -99,6 +109,9 @@ def run_file(path, workers=1, *, force=False, timeout=None, workdir=None, interv
         Working directory, overriding the sidecar's.
     interval : float
         Seconds between progress messages (one is always logged at the end).
+    threads : int
+        Threads of each line's OpenMP/BLAS pools; 0 divides the cores among
+        the workers (:func:`threads_per_line`).
 
     Returns
     -------
@@ -110,7 +123,8 @@ def run_file(path, workers=1, *, force=False, timeout=None, workdir=None, interv
     progress = Progress(runfile.stage, len(runfile.lines))
     log.info("%s: %d lines from %s, %d at a time", runfile.stage, len(runfile.lines), path, workers)
     if runfile.lines:
-        _run_lines(runfile, progress, max(1, int(workers)), force, timeout, interval)
+        _run_lines(runfile, progress, max(1, int(workers)), force, timeout, interval,
+                   threads_per_line(workers, threads))
     log.info("%s", progress.message())
     states = acc.stage_states(runfile)
     rerun, n = acc.write_rerun(runfile, states)
@@ -119,12 +133,13 @@ def run_file(path, workers=1, *, force=False, timeout=None, workdir=None, interv
     return runfile, states
 
 
-def _run_lines(runfile, progress, workers, force, timeout, interval):
+def _run_lines(runfile, progress, workers, force, timeout, interval, threads):
     last = time.monotonic()
     pool = cf.ThreadPoolExecutor(max_workers=workers)
     try:
         futures = {pool.submit(acc.run_line, runfile, number, force=force, timeout=timeout,
-                               on_start=progress.started): number for number, _ in runfile.lines}
+                               on_start=progress.started, threads=threads): number
+                   for number, _ in runfile.lines}
         pending = set(futures)
         while pending:
             finished, pending = cf.wait(pending, timeout=min(interval, 1.0),
@@ -149,7 +164,8 @@ def _run_lines(runfile, progress, workers, force, timeout, interval):
 def run_batch(paths, options=RunnerOptions()):
     """:func:`run_chain` with :class:`RunnerOptions` (what ``run_local.py`` and the demo call)."""
     return run_chain(paths, options.workers, keep_going=options.keep_going, force=options.force,
-                     timeout=options.timeout, workdir=options.workdir, interval=options.interval)
+                     timeout=options.timeout, workdir=options.workdir, interval=options.interval,
+                     threads=options.threads)
 
 
 def run_chain(paths, workers=1, *, keep_going=False, **kwargs):
@@ -164,7 +180,8 @@ def run_chain(paths, workers=1, *, keep_going=False, **kwargs):
     keep_going : bool
         Start later stages even when one left lines undone.
     **kwargs
-        Passed to :func:`run_file` (``force``, ``timeout``, ``workdir``, ``interval``).
+        Passed to :func:`run_file` (``force``, ``timeout``, ``workdir``, ``interval``,
+        ``threads``).
 
     Returns
     -------

@@ -167,6 +167,28 @@ def test_workers_run_lines_at_the_same_time(tmp_path, workers, together):
     assert most == together  # lines running at once, from their recorded start and end
 
 
+@pytest.mark.parametrize("workers, threads, preset, expected", [
+    (2, 0, None, max(1, (os.cpu_count() or 1) // 2)),  # the cores shared among the workers
+    (1, 0, None, os.cpu_count() or 1),
+    (2, 3, None, 3),                                    # asked for
+    (2, 0, "5", 5),                                     # the user's own setting is kept
+])
+def test_each_line_gets_its_share_of_the_cores(tmp_path, monkeypatch, workers, threads, preset,
+                                               expected):
+    for name in acc.THREAD_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+    if preset:
+        monkeypatch.setenv("OMP_NUM_THREADS", preset)
+        monkeypatch.setenv("OPENBLAS_NUM_THREADS", preset)
+        monkeypatch.setenv("MKL_NUM_THREADS", preset)
+    show = " ".join(f"${name}" for name in acc.THREAD_VARIABLES)
+    lines = [Line(f"echo {show} > t{i}", key=f"t{i}", outputs=(f"t{i}",)) for i in range(2)]
+    _, states = runner.run_file(make_run(tmp_path, lines), workers=workers, threads=threads)
+    assert all(st.state == "done" for st in states)
+    for i in range(2):
+        assert (tmp_path / f"t{i}").read_text().split() == [str(expected)] * 3
+
+
 def test_prepare_writes_only_the_lines_not_done(tmp_path):
     path = make_run(tmp_path, MIXED)
     runner.run_file(path, workers=2)
