@@ -447,3 +447,55 @@ def _photutils_background2d(image, mask, box, filter_size, sigma, estimator, exc
         return (upsample(bkg.background_mesh, box, image.shape),
                 upsample(bkg.background_rms_mesh, box, image.shape))
     return bkg.background.astype(np.float32), bkg.background_rms.astype(np.float32)
+
+
+def _legendre_basis(n, box, degree):
+    """Legendre polynomials 0..degree of a coordinate scaled to [-1, 1] over ``n`` pixels,
+    at every pixel and at the centres of ``box``-pixel boxes."""
+    scale = max(n - 1, 1) / 2.0
+    pixels = np.arange(n) / scale - 1.0
+    centres = np.minimum(np.arange(-(-n // box)) * box + (box - 1) / 2.0, n - 1) / scale - 1.0
+    vander = np.polynomial.legendre.legvander
+    return vander(pixels, degree), vander(centres, degree)
+
+
+def sky_surface(image, excluded=None, degree=2, box=100, sigma=3.0, maxiters=10):
+    """A low-order polynomial sky surface of an image, robust to its sources.
+
+    The clipped biweight of every ``box`` x ``box`` box (of the pixels not
+    ``excluded``) is fitted with a 2D polynomial of total ``degree``,
+    rejecting boxes ``sigma`` robust deviations away, until none changes.
+    Box levels and the fit both move exactly with a smooth sky added to the
+    image, so what is measured after taking the surface out (a source mask,
+    a Background2D) no longer depends on a sky gradient: a median filter of
+    box values and the mask thresholds do otherwise. ``degree`` 0 returns
+    zeros (nothing taken out). Returns a float32 array of the image's shape.
+    """
+    image = np.asarray(image, dtype=np.float32)
+    ny, nx = image.shape
+    if degree <= 0:
+        return np.zeros(image.shape, dtype=np.float32)
+    mask = ~np.isfinite(image)
+    if excluded is not None:
+        mask |= excluded
+    mesh, _, ngood = mesh_statistics(image, mask, box, sigma, 5, "biweight")
+    (ypix, ycen), (xpix, xcen) = _legendre_basis(ny, box, degree), _legendre_basis(nx, box, degree)
+    terms = [(i, j) for i in range(degree + 1) for j in range(degree + 1 - i)]
+    good = np.isfinite(mesh) & (ngood >= 0.25 * box * box)
+    if good.sum() < 2 * len(terms):
+        return np.zeros(image.shape, dtype=np.float32)
+    design = np.stack([ycen[:, i][:, None] * xcen[:, j][None, :] for i, j in terms], axis=-1)
+    use = good.copy()
+    for _ in range(maxiters):
+        coeffs, *_ = np.linalg.lstsq(design[use], mesh[use], rcond=None)
+        resid = mesh - design @ coeffs
+        spread = 1.4826 * np.median(np.abs(resid[use] - np.median(resid[use])))
+        keep = good & (np.abs(resid) <= sigma * max(spread, 1e-30))
+        if np.array_equal(keep, use) or keep.sum() < 2 * len(terms):
+            break
+        use = keep
+    surface = np.zeros(image.shape, dtype=np.float32)
+    for i in range(degree + 1):
+        along_x = sum(c * xpix[:, j] for (ti, j), c in zip(terms, coeffs) if ti == i)
+        surface += ypix[:, i].astype(np.float32)[:, None] * along_x.astype(np.float32)[None, :]
+    return surface

@@ -280,9 +280,11 @@ def _large_sources(image, bad, params, step):
     median then takes its core for sky, so the tiers leave the core of a big
     bright galaxy or star unmasked inside a masked ring.
     """
-    _, _, noise = sigma_clipped_stats(image[::step, ::step][~bad[::step, ::step]], sigma=3.0,
-                                      maxiters=5)
     smooth = gaussian_smooth(image, params.ring_radius / 2.0)
+    # The pixel noise about the smoothed image: a sky gradient would widen the image's own
+    # spread, raise the threshold and make the mask depend on the gradient.
+    _, _, noise = sigma_clipped_stats((image - smooth)[::step, ::step][~bad[::step, ::step]],
+                                      sigma=3.0, maxiters=5)
     # The sky around, on a ring far outside the source: a smooth sky gradient cancels.
     around = ring_median(smooth, LARGE_RING * params.ring_radius, params.ring_width,
                          params.ring_block)

@@ -367,11 +367,23 @@ def isolated_in_mosaic(catalog, filt, wcs, shape, mag_max=25.0, radius=0.8, r_ef
     return np.array(keep, dtype=int), x, y
 
 
+def _sourceless(image, scene, covered, fraction=0.1):
+    """Covered pixels where the noiseless scene is below ``fraction`` of the noise.
+
+    The noise is first taken robustly over every covered pixel of image less
+    scene (the scene's light is subtracted there; only its Poisson noise
+    remains), so the cut works in any band, however many faint wings fill it.
+    """
+    noise = (image - scene)[covered][::5]
+    first = 1.4826 * np.median(np.abs(noise - np.median(noise)))
+    return covered & (scene < fraction * first)
+
+
 def mosaic_sky_rms(image, scene):
     """Sky RMS of a mosaic: the clipped standard deviation of the mosaic less its noiseless
     scene where no source light falls."""
-    covered = np.isfinite(image)
-    _, _, std = sigma_clipped_stats((image - scene)[covered & (scene < 1e-5)][::3], sigma=5.0)
+    empty = _sourceless(image, scene, np.isfinite(image))
+    _, _, std = sigma_clipped_stats((image - scene)[empty][::3], sigma=5.0)
     return float(std)
 
 
@@ -387,7 +399,7 @@ def empty_aperture_noise(image, err, scene, radius):
 
     image = np.asarray(image, dtype=np.float32)
     empty = np.isfinite(image) & np.isfinite(err)
-    rms = np.nanstd((image - scene)[empty & (scene < 1e-5)][::7])
+    rms = np.nanstd((image - scene)[_sourceless(image, scene, empty)][::7])
     near_source = scene > 0.02 * rms
     bkg, _ = background2d(image, ~empty | near_source, box=64, filter_size=3)
     image = image - bkg

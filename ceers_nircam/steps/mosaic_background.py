@@ -28,7 +28,7 @@ import warnings
 
 import numpy as np
 
-from ..background import background2d
+from ..background import background2d, sky_surface
 from ..cli import CeersError, get_logger, option
 from ..masking import SourceMaskParams, tiered_source_mask
 
@@ -72,13 +72,15 @@ class BandParams:
     bg_sigma: float = 3.0
     bg_exclude_percentile: float = 90.0
     threshold_noise: str = "pixel"
+    surface_degree: int = 2
+    surface_box: int = 100
 
     CONVERTERS = {"bg_box_size": int, "bg_filter_size": int, "ring_radius_in": float,
                   "ring_width": float, "tier_dilate_size": _ints, "tier_nsigma": _floats,
                   "tier_npixels": _ints, "tier_smooth_sigma": _floats,
                   "first_extra_dilation": int, "clip_box": int, "clip_nsigma": float,
                   "large_nsigma": float, "bg_sigma": float, "bg_exclude_percentile": float,
-                  "threshold_noise": str}
+                  "threshold_noise": str, "surface_degree": int, "surface_box": int}
 
     def mask_params(self):
         """The tiered source mask of this band."""
@@ -89,6 +91,11 @@ class BandParams:
             first_extra_dilation=self.first_extra_dilation, clip_box=self.clip_box,
             clip_nsigma=self.clip_nsigma, large_nsigma=self.large_nsigma, stats_stride=5,
             threshold_noise=self.threshold_noise)
+
+    def surface(self, image, masked):
+        """The band's polynomial sky surface (:func:`~ceers_nircam.background.sky_surface`;
+        zeros with ``surface_degree`` 0, as DR0.5)."""
+        return sky_surface(image, masked, self.surface_degree, self.surface_box)
 
     def background(self, image, masked, want_rms=False):
         """Background2D (biweight, zoom) of an image with ``masked`` pixels left out."""
@@ -179,9 +186,11 @@ def covered_box(usable, margin=0):
 def first_background(image, off, band):
     """Tiered source mask and first background of a mosaic.
 
-    ``off`` marks the mosaic's empty pixels. Returns (background, bits) on
-    the whole grid (background NaN off the images; bits: bit 0 empty, bit k
-    the k-th tier).
+    ``off`` marks the mosaic's empty pixels. The band's polynomial sky
+    surface is taken out first and added back to the background, so the
+    mask does not follow a sky gradient. Returns (background, bits) on the
+    whole grid (background NaN off the images; bits: bit 0 empty, bit k the
+    k-th tier).
     """
     box = covered_box(~off)
     if box is None:
@@ -189,9 +198,11 @@ def first_background(image, off, band):
     bits = np.full(image.shape, 1, dtype=np.uint8)
     bkg = np.full(image.shape, np.nan, dtype=np.float32)
     sub, sub_off = np.asarray(image[box], dtype=np.float32), off[box]
-    bits[box] = tiered_source_mask(sub, sub_off, band.mask_params())
-    model, _ = band.background(sub, bits[box] != 0)
-    bkg[box] = np.where(sub_off, np.nan, model)
+    surface = band.surface(sub, sub_off)
+    flat = sub - surface
+    bits[box] = tiered_source_mask(flat, sub_off, band.mask_params())
+    model, _ = band.background(flat, bits[box] != 0)
+    bkg[box] = np.where(sub_off, np.nan, model + surface)
     return bkg, bits
 
 
@@ -212,8 +223,10 @@ def final_background(image, off, merged, band):
     box = covered_box(~off)
     masked = (merged != 0) | off
     bkg = np.full(image.shape, np.nan, dtype=np.float32)
-    model, _ = band.background(np.asarray(image[box], dtype=np.float32), masked[box])
-    bkg[box] = np.where(off[box], np.nan, model)
+    sub = np.asarray(image[box], dtype=np.float32)
+    surface = band.surface(sub, masked[box])
+    model, _ = band.background(sub - surface, masked[box])
+    bkg[box] = np.where(off[box], np.nan, model + surface)
     bkgmask = (off * np.uint8(OFF_DETECTOR)) | ((merged != 0) * np.uint8(SOURCES))
     return bkg, bkgmask.astype(np.uint8)
 

@@ -113,3 +113,33 @@ def test_background2d_refuses_a_fully_masked_image():
     image = np.ones((50, 50), np.float32)
     with pytest.raises(ValueError, match="masked"):
         background.background2d(image, np.ones(image.shape, bool), box=10)
+
+
+def _field(seed, shape=(700, 900)):
+    """Noise with compact sources and a masked off-detector corner."""
+    rng = np.random.default_rng(seed)
+    image = rng.normal(0, 0.01, shape).astype(np.float32)
+    y, x = np.mgrid[0:shape[0], 0:shape[1]]
+    for _ in range(60):
+        cy, cx = rng.uniform(0, shape[0]), rng.uniform(0, shape[1])
+        image += (rng.uniform(0.02, 0.5) * np.exp(-np.hypot(x - cx, y - cy) / 4.0)).astype(np.float32)
+    off = (x + y) < 150
+    image[off] = np.nan
+    return image, off, y / (shape[0] - 1.0), x / (shape[1] - 1.0)
+
+
+def test_sky_surface_fits_a_smooth_sky_through_sources():
+    image, off, v, u = _field(7)
+    sky = (0.03 * u - 0.02 * v + 0.025 * (u - 0.4) ** 2 + 0.01 * u * v).astype(np.float32)
+    surface = background.sky_surface(image + sky, off, degree=2, box=50)
+    err = (surface - sky)[~off]
+    assert np.sqrt(np.mean(err ** 2)) < 0.001  # a tenth of the pixel noise
+
+
+def test_what_is_left_after_the_sky_surface_does_not_depend_on_a_gradient():
+    image, off, v, u = _field(8)
+    tilt = (0.03 * (0.6 * u + 0.4 * v * v - 0.3 * u * v)).astype(np.float32)
+    plain = image - background.sky_surface(image, off, 2, 50)
+    tilted = (image + tilt) - background.sky_surface(image + tilt, off, 2, 50)
+    assert np.nanmax(np.abs(tilted - plain)) < 1e-4  # a hundredth of the pixel noise
+    assert not background.sky_surface(image, off, 0, 50).any()  # degree 0: nothing taken out

@@ -150,3 +150,23 @@ def test_a_sky_gradient_is_not_taken_for_a_large_source():
                                       first_extra_dilation=0, clip_box=100, threshold_noise="pixel")
     bits = masking.tiered_source_mask(image, None, params)
     assert ((bits & 0xFE) != 0).mean() < 0.01
+
+
+def test_the_large_source_mask_does_not_move_with_a_sky_gradient():
+    # Its threshold counts the pixel noise about the smoothed image; the image's own spread
+    # grows with a gradient (here 3 pixel sigma from corner to corner), which shrank the mask
+    # by 38%.
+    rng = np.random.default_rng(6)
+    y, x = np.mgrid[0:600, 0:600]
+    image = rng.normal(0, 0.01, (600, 600)).astype(np.float32)
+    for cy, cx, amp in ((150, 150, 0.1), (420, 380, 0.06), (300, 520, 0.15)):
+        image += (amp * np.exp(-np.hypot(x - cx, y - cy) / 35.0)).astype(np.float32)
+    params = masking.SourceMaskParams(ring_radius=80, ring_width=4, smooth_sigmas=(1.0,),
+                                      nsigmas=(50.0,), min_areas=(15,), dilations=(21,),
+                                      first_extra_dilation=0, clip_box=100, large_nsigma=2.0,
+                                      threshold_noise="pixel")
+    tilt = (0.03 * (x + y) / 1200.0).astype(np.float32)
+    plain = (masking.tiered_source_mask(image, None, params) & 2) != 0
+    tilted = (masking.tiered_source_mask(image + tilt, None, params) & 2) != 0
+    assert plain.mean() > 0.05  # the three wide sources are found
+    assert tilted.mean() > 0.9 * plain.mean()
