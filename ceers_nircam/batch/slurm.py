@@ -28,6 +28,7 @@ import sys
 
 from ..cli import CeersError, get_logger, option
 from .runfile import LOG_DIR, read_run_file, rerun_path, resolve_run_files, write_text
+from . import accounting as acc
 
 log = get_logger("batch.slurm")
 
@@ -84,6 +85,20 @@ def _sbatch_header(name, stage, settings, batch_dir):
     return lines, tasks
 
 
+def threads_block(tasks, nodes):
+    """Shell lines giving each line's OpenMP/BLAS pools its share of the node's cores.
+
+    A launcher runs ``tasks / nodes`` lines side by side on a node; left alone,
+    numpy's BLAS in each of them would start a thread per core of the node.
+    A variable the user's setup lines already export is kept.
+    """
+    per_node = math.ceil(tasks / max(1, nodes))
+    lines = [f'THREADS=$(( ${{SLURM_CPUS_ON_NODE:-{per_node}}} / {per_node} )); '
+             '[ "$THREADS" -ge 1 ] || THREADS=1']
+    lines += [f'export {name}="${{{name}:-$THREADS}}"' for name in acc.THREAD_VARIABLES]
+    return lines
+
+
 def launcher_block(settings, tasks, workdir):
     """Shell lines that run ``$JOBFILE`` with the chosen launcher."""
     ntasks = f'"${{SLURM_NTASKS:-{tasks}}}"'
@@ -131,6 +146,7 @@ def job_script(runfile, settings, index, batch_dir):
         f"RUNFILE=\"${{1:-{runfile.path}}}\"",
         f"cd {shlex.quote(runfile.workdir)} || exit 1",
         *settings.setup,
+        *threads_block(tasks, settings.nodes),
         f'JOBFILE=$({py} -m ceers_nircam.batch.job prepare "$RUNFILE"{line_opts}) || exit 1',
         'if [ -s "$JOBFILE" ]; then',
         *("    " + ln for ln in launcher_block(settings, tasks, runfile.workdir)),

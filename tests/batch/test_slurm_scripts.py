@@ -12,6 +12,7 @@ import subprocess
 
 import pytest
 
+from ceers_nircam.batch import accounting as acc
 from ceers_nircam.batch import slurm
 from ceers_nircam.batch.runfile import Line, read_run_file, write_order, write_run_file
 from ceers_nircam.cli import CeersError
@@ -78,6 +79,22 @@ def test_tacc_script_sets_what_the_launcher_needs(batch, tmp_path):
     assert " -m ceers_nircam.batch.job check " in lines[-1]  # the check decides the job's exit status
     assert f'RUNFILE="${{1:-{batch}/first.run}}"' in stripped
     assert subprocess.run(["bash", "-n"], input=text, text=True).returncode == 0
+
+
+@pytest.mark.parametrize("cpus, preset, expected", [("48", None, ["2", "2", "2"]),
+                                                    ("16", None, ["1", "1", "1"]),
+                                                    ("48", "6", ["6", "2", "2"])])
+def test_each_launched_line_gets_its_share_of_the_node(batch, cpus, preset, expected):
+    # 48 tasks on 2 nodes: 24 lines side by side on a node, so a 48-core node gives each two
+    # threads; a node with fewer cores than lines still gives one; a user's own value stays.
+    text = _scripts(batch, launcher="tacc", nodes=2, tasks=48)[0]
+    block = [ln for ln in text.splitlines() if "THREADS" in ln]
+    script = "\n".join(([f"export OMP_NUM_THREADS={preset}"] if preset else []) + block
+                       + [f"echo ${name}" for name in acc.THREAD_VARIABLES])
+    env = {"PATH": os.environ["PATH"], "SLURM_CPUS_ON_NODE": cpus}
+    out = subprocess.run(["bash", "-c", script], env=env, capture_output=True, text=True,
+                         check=True).stdout.split()
+    assert out == expected
 
 
 def test_tacc_script_fails_the_job_on_a_failed_line(batch, tmp_path):
