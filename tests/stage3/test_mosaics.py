@@ -102,14 +102,18 @@ def test_err_has_no_holes_at_injected_bad_pixels(mosaics, matched, filt):
 
 
 CORRELATED = pytest.mark.xfail(
-    strict=True, reason="open (stage-3 issue): the simulator's 1/f noise correlates pixels along "
-    "rows and ERR holds the per-pixel variance only (right within 3%), so the noise of short-wave "
-    "apertures is 16-39% above ERR's prediction")
+    strict=True, reason="open (stage-3 issue): in short wave, what the 1/f step leaves of the "
+    "1/f noise still correlates pixels along rows, and ERR holds the per-pixel variance only "
+    "(right within 3%): the noise of 6-pixel apertures is 22% above ERR's prediction")
+DRIZZLED = pytest.mark.xfail(
+    strict=True, reason="open (stage-3 issue): in long wave, resample scales the variance for "
+    "apertures many input pixels wide (1 / pixel-scale ratio squared); a 3-pixel aperture holds "
+    "about six 0.063-arcsec pixels, partly, and its noise is 17% below ERR's prediction")
 
 
-@pytest.mark.parametrize("radius,filt", [pytest.param(3, "f150w", marks=CORRELATED),
+@pytest.mark.parametrize("radius,filt", [(3, "f150w"),
                                          pytest.param(6, "f150w", marks=CORRELATED),
-                                         pytest.param(3, "f277w", marks=CORRELATED),
+                                         pytest.param(3, "f277w", marks=DRIZZLED),
                                          (6, "f277w")])
 def test_empty_aperture_noise_matches_err(mosaics, filt, radius):
     with fits.open(mosaics.i2d[filt]) as hdul:

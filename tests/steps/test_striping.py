@@ -98,3 +98,46 @@ def test_qa_figure_shows_the_patterns(tmp_path):
     with open(png, "rb") as fh:
         assert fh.read(8) == b"\x89PNG\r\n\x1a\n"
     assert os.path.getsize(png) > 20000
+
+
+def along_row_noise(shape=(512, 1024), namps=4, seed=3, noise=0.01, rms=0.004, scale=80.0):
+    """White noise plus a signal that wanders along each amplifier-row over ``scale`` pixels
+    (the part of 1/f noise faster than a row), independent between amplifiers."""
+    from scipy import ndimage
+
+    rng = np.random.default_rng(seed)
+    width = shape[1] // namps
+    slow = ndimage.gaussian_filter1d(rng.normal(0, 1, (shape[0], namps, width)), scale / 4, axis=2)
+    slow *= rms / slow.std()
+    return (slow.reshape(shape) + rng.normal(0, noise, shape)).astype(np.float32), slow.reshape(shape)
+
+
+def test_along_row_variation_is_taken_out():
+    image, slow = along_row_noise()
+    masked = np.zeros(image.shape, bool)
+    masked[100:160, 300:420] = True  # a masked source
+    model, values = striping.along_rows(image, masked, 4, 32)
+    assert values.shape == (512, 4, 8)
+    left = (slow - model)[~masked]
+    # The wandering signal (0.4 of the pixel noise) is taken out to half of itself: what is
+    # left is mostly the noise of 32-pixel pieces (0.01 / sqrt(32) = 0.0018), which the
+    # interpolation smooths.
+    assert np.std(left) < 0.55 * np.std(slow)
+
+
+def test_along_row_pieces_mostly_masked_contribute_nothing_and_amplifiers_stay_apart():
+    image = np.zeros((8, 256), np.float32)
+    image[:, :64] = 1.0  # amplifier 0 only
+    masked = np.zeros(image.shape, bool)
+    masked[:, 64:72] = True  # 8 of 16 pixels masked: the piece still counts
+    masked[:, 80:94] = True  # 14 of 16 masked: contributes 0
+    image[:, 80:94] = 50.0
+    model, values = striping.along_rows(image, masked, 4, 16)
+    np.testing.assert_allclose(values[:, 0], 1.0)
+    np.testing.assert_allclose(values[:, 1], 0.0)
+    assert np.all(model[:, :64] == 1.0) and np.all(model[:, 64:] == 0.0)  # no leak across amplifiers
+
+
+def test_segment_zero_is_dr05(tmp_path):
+    assert striping.StripingParams(segment=0).segment == 0
+    assert striping.StripingParams().segment == 64
