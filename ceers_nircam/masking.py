@@ -135,7 +135,7 @@ def block_reduce(image, block, func=np.median):
     return func(blocks, axis=-1)
 
 
-def _upsample_axis(small, block, n, axis):
+def upsample_axis(small, block, n, axis):
     """Linear interpolation of block centres back to ``n`` pixels along ``axis``.
 
     Output pixel ``j * block + p`` lies at the same fraction between two
@@ -166,8 +166,8 @@ def _upsample_axis(small, block, n, axis):
 
 def upsample(small, block, shape):
     """Bilinear interpolation of a block grid back to full resolution ``shape``."""
-    rows = _upsample_axis(small, block, shape[0], 0)
-    return np.ascontiguousarray(_upsample_axis(rows, block, shape[1], 1))
+    rows = upsample_axis(small, block, shape[0], 0)
+    return np.ascontiguousarray(upsample_axis(rows, block, shape[1], 1))
 
 
 def gaussian_smooth(image, sigma, max_full=4.0):
@@ -263,7 +263,7 @@ def _clip_bright(image, excluded, params):
     bkg, rms = background2d(image[::2, ::2], excluded[::2, ::2], box=box, filter_size=3,
                             interpolation="bilinear")
     shape = ((image.shape[0] + 1) // 2 * 2, (image.shape[1] + 1) // 2 * 2)
-    level = _upsample_axis(_upsample_axis(bkg + np.float32(params.clip_nsigma) * rms, 2, shape[0], 0),
+    level = upsample_axis(upsample_axis(bkg + np.float32(params.clip_nsigma) * rms, 2, shape[0], 0),
                            2, shape[1], 1)[:image.shape[0], :image.shape[1]]
     return np.minimum(image, level)
 

@@ -14,7 +14,6 @@ import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 OFFLINE_DIR = os.path.abspath(os.environ.get("CEERS_OFFLINE_DIR", os.path.join(ROOT, ".offline")))
-SHARED_DATA = os.path.join(os.path.dirname(ROOT), "shared", "data", "ceers-dr05")
 
 from ceers_nircam.offline.cli import environment  # noqa: E402
 

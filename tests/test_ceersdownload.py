@@ -21,11 +21,11 @@ from astropy.table import Table
 
 from ceers_nircam import download
 from ceers_nircam.cli import CeersError
+import dr05_data
 from mast_server import Archive, MastSimulator
 
 REPO = Path(__file__).resolve().parents[1]
 CLI = REPO / "ceersdownload.py"
-DR05_TABLE = REPO.parent / "shared" / "data" / "ceers-dr05" / "ceersobs.dat"
 SEVEN = ("F115W", "F150W", "F200W", "F277W", "F356W", "F410M", "F444W")
 
 # The simulated archive: a few exposures per observation and filter (MAST has more).
@@ -109,9 +109,9 @@ def files_under(folder):
 
 # --------------------------------------------------------------------------- pointing table
 
-@pytest.mark.skipif(not DR05_TABLE.exists(), reason="the DR0.5 data (../shared/data/ceers-dr05) is not present")
+@dr05_data.needed
 def test_pointing_table_matches_dr05_epoch1():
-    dr05 = Table.read(DR05_TABLE, format="ascii.commented_header")
+    dr05 = Table.read(dr05_data.path("ceersobs.dat"), format="ascii.commented_header")
     ours = download.load_pointings()
     ours = ours[ours["epoch"] == 1]
     as_rows = lambda t: sorted((int(r["pointing"]), int(r["observation"]), str(r["filter"]).lower(),  # noqa: E731

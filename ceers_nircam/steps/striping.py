@@ -35,7 +35,7 @@ from .. import nircam
 from ..background import clipped_stats, pedestal
 from ..cli import CeersError, get_logger, option
 from ..fitsio import write_images
-from ..masking import SourceMaskParams, dq_mask, tiered_source_mask
+from ..masking import SourceMaskParams, dq_mask, tiered_source_mask, upsample_axis
 from . import Status
 
 log = get_logger("striping")
@@ -150,12 +150,7 @@ def along_rows(rest, masked, noutputs=nircam.NAMPS, segment=64, stats=PatternSta
     values = stats(cut, off)
     enough = (~off).sum(axis=-1) >= min_share * seglen
     values = np.where(enough & np.isfinite(values), values, 0.0).astype(np.float32)
-    # fractional piece index of every column of an amplifier
-    t = np.clip((np.arange(width) + 0.5) / seglen - 0.5, 0, pieces - 1)
-    i0 = np.minimum(t.astype(int), max(pieces - 2, 0))
-    frac = (t - i0).astype(np.float32) if pieces > 1 else np.zeros(width, np.float32)
-    i1 = np.minimum(i0 + 1, pieces - 1)
-    image = values[..., i0] * (1 - frac) + values[..., i1] * frac
+    image = upsample_axis(values, seglen, width, axis=-1)
     return image.reshape(ny, nx), values
 
 

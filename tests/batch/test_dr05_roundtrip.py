@@ -9,24 +9,24 @@ import collections
 import glob
 import os
 
+import dr05_data
 import pytest
-from batch_helpers import SHARED_DATA
 
 from ceers_nircam import download
 from ceers_nircam.batch import ceers_import, exposures, stages
 
-BATCH = os.path.join(SHARED_DATA, "batch_scripts")
+BATCH = dr05_data.path("batch_scripts")
 FOLDERS = ("all", "nircam1", "nircam2", "nircam3", "nircam6")
 PER_IMAGE = ("detector1_and_snowballs", "wisp_subtraction", "remstriping", "image2", "update_wcs",
              "skysub_varscale")
 NIMAGES = {"all": 690, "nircam1": 210, "nircam2": 240, "nircam3": 120, "nircam6": 120}
 
+pytestmark = dr05_data.needed
+
 
 @pytest.fixture(scope="module")
 def imported(tmp_path_factory):
     """The DR0.5 values imported from every folder, written as a table."""
-    if not os.path.isdir(BATCH):  # public data beside the project, read when present
-        pytest.skip(f"{BATCH}: the shared CEERS DR0.5 files are not here")
     values = ceers_import.import_runs([os.path.join(BATCH, f) for f in FOLDERS])
     table = tmp_path_factory.mktemp("dr05") / "dr05_values.csv"
     exposures.write_values_table(str(table), values)

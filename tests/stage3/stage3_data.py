@@ -184,28 +184,6 @@ def run_script(script, *args, check=True):
     return result
 
 
-def _conftest_shared_data():
-    # tests/conftest.py defines SHARED_DATA; pytest has imported it (under a name of its choosing).
-    wanted = os.path.join(ROOT, "tests", "conftest.py")
-    for module in list(sys.modules.values()):
-        if getattr(module, "__file__", None) == wanted and hasattr(module, "SHARED_DATA"):
-            return module.SHARED_DATA
-    return os.path.join(os.path.dirname(ROOT), "shared", "data", "ceers-dr05")
-
-
-def shared_data():
-    """``../shared/data/ceers-dr05`` (tests/conftest.py's SHARED_DATA), or the same folder beside
-    a directory further up (a git worktree kept under a subfolder of the project's parent)."""
-    path = _conftest_shared_data()
-    folder = os.path.dirname(ROOT)
-    while not os.path.isdir(path) and os.path.dirname(folder) != folder:
-        folder = os.path.dirname(folder)
-        candidate = os.path.join(folder, "shared", "data", "ceers-dr05")
-        if os.path.isdir(candidate):
-            return candidate
-    return path
-
-
 def scene_association(matched, filt):
     """A copy of each _match file of a filter with its SCI replaced by the noiseless scene
     (:func:`ceers_nircam.offline.validate.write_scene_copy`), and an association of them

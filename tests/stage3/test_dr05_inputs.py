@@ -15,15 +15,14 @@ import numpy as np
 import pytest
 from astropy.io import fits
 
-import stage3_data as data
+import dr05_data
 from ceers_nircam.cli import CeersError
 from ceers_nircam.steps import associations, astrometry
 
-SHARED = data.shared_data()
-BATCH = os.path.join(SHARED, "batch_scripts")
+SHARED = dr05_data.DR05
+BATCH = dr05_data.path("batch_scripts")
 
-pytestmark = pytest.mark.skipif(not os.path.isdir(SHARED),
-                                reason="../shared/data/ceers-dr05 is not present")
+pytestmark = dr05_data.needed
 
 
 def _centre_of(path):

@@ -8,6 +8,7 @@ import pytest
 from astropy.io import fits
 from stdatamodels.jwst import datamodels
 
+import dr05_data
 import stage3_data as data
 from ceers_nircam import history
 
@@ -56,7 +57,7 @@ def test_saved_wcs_reproduces_the_aligned_mapping(pointing, aligned, tmp_path, d
     assert {k: h_new[k] for k in keys} == {k: h_ref[k] for k in keys}
 
 
-@pytest.mark.skipif(not os.path.isdir(data.shared_data()), reason="../shared/data/ceers-dr05 is not present")
+@dr05_data.needed
 def test_a_dr05_saved_wcs_applies_to_an_image_of_the_same_name(pointing, tmp_path):
     # The simulated exposures carry CEERS names, so DR0.5's own WCS of
     # jw01345001001_02201_00001_nrca1 applies to ours as it would to a new
@@ -64,7 +65,7 @@ def test_a_dr05_saved_wcs_applies_to_an_image_of_the_same_name(pointing, tmp_pat
     import asdf
 
     root = "jw01345001001_02201_00001_nrca1"
-    wcs_dir = os.path.join(data.shared_data(), "batch_scripts", "tweakreg_wcs")
+    wcs_dir = dr05_data.path("batch_scripts", "tweakreg_wcs")
     cal = shutil.copy(pointing.cal(root), tmp_path)
     data.run_script("stage3/updatewcs.py", "--image", cal, "--wcs_dir", wcs_dir)
     with asdf.open(os.path.join(wcs_dir, f"{root}_tweakreg.asdf")) as af, \

@@ -1,33 +1,19 @@
 """Mosaic background: the CEERS config format, merged masks and the two backgrounds on a small
 synthetic mosaic."""
 
-import os
 
+import dr05_data
 import numpy as np
 import pytest
 
 from ceers_nircam.cli import CeersError
 from ceers_nircam.steps import mosaic_background as mb
 
-
-
-def _shared_config():
-    """../shared/data/ceers-dr05/mosaic_background.cfg beside the project (or beside a folder
-    further up, for a git worktree kept in a subfolder)."""
-    folder = os.path.dirname(os.path.abspath(__file__))
-    while os.path.dirname(folder) != folder:
-        folder = os.path.dirname(folder)
-        path = os.path.join(folder, "shared", "data", "ceers-dr05", "mosaic_background.cfg")
-        if os.path.exists(path):
-            return path
-    return ""
-
-
-SHARED_CONFIG = _shared_config()
+SHARED_CONFIG = dr05_data.path("mosaic_background.cfg")
 DR05_NIRCAM = mb.BandParams()
 
 
-@pytest.mark.skipif(not SHARED_CONFIG, reason="../shared/data/ceers-dr05 is not present")
+@dr05_data.needed
 def test_the_dr05_config_parses():
     bands = mb.read_config(SHARED_CONFIG)
     assert set(bands) == {"nircam", "f606w", "f814w", "f105w", "f125w", "f140w", "f160w"}

@@ -138,6 +138,28 @@ def test_along_row_pieces_mostly_masked_contribute_nothing_and_amplifiers_stay_a
     assert np.all(model[:, :64] == 1.0) and np.all(model[:, 64:] == 0.0)  # no leak across amplifiers
 
 
-def test_segment_zero_is_dr05(tmp_path):
-    assert striping.StripingParams(segment=0).segment == 0
-    assert striping.StripingParams().segment == 64
+@pytest.mark.parametrize("segment", [0, 32])
+def test_apply_takes_the_along_row_part_out_only_when_asked(segment):
+    from stdatamodels.jwst import datamodels
+
+    signal, slow = along_row_noise(shape=(256, 512))
+    rows = np.random.default_rng(4).normal(0, 0.01, (4, 256))
+    stripes = np.repeat(rows.T, 128, axis=1).astype(np.float32)
+    model = datamodels.ImageModel((256, 512))
+    model.meta.exposure.noutputs = 4
+    model.data = 1.0 + stripes + signal
+    model.dq = np.zeros((256, 512), np.uint32)
+    original = model.data.copy()
+    flat = np.ones((256, 512), np.float32)
+    params = striping.StripingParams(segment=segment)
+    out, status = striping.apply(model, params, flat, source_bits=np.zeros((256, 512), np.uint8))
+    left = out.data - 1.0 - (signal - slow)  # what is left of the stripes and the wandering part
+    print(f"\nsegment {segment}: {np.std(left) / np.std(slow):.3f} of the wandering part left")
+    if segment == 0:  # DR0.5: rows and columns only
+        assert "along" not in status.products
+        p = status.products
+        np.testing.assert_allclose(out.data, original - p["horiz"] - p["vert"], atol=1e-6)
+        assert np.std(left) > 0.75 * np.std(slow)  # only its mean over each amplifier-row goes
+    else:
+        assert status.products["along"].shape == (256, 512)
+        assert np.std(left) < 0.6 * np.std(slow)
