@@ -223,29 +223,37 @@ def snowball_footprint(events, shape, part="halo"):
     return mask
 
 
-def snowball_charge(event, shape=(inst.NPIX, inst.NPIX)):
-    """Deposited charge (DN) of one snowball: (row indices, column indices, DN, in core)."""
+def snowball_charge(event, shape=(inst.NPIX, inst.NPIX), sensitive=None):
+    """Deposited charge (DN) of one snowball: (row indices, column indices, DN, in core).
+
+    Only ``sensitive`` pixels (default: all) collect it: reference pixels have
+    no photodiode, so the charge of a snowball at the detector's edge never
+    reaches them.
+    """
     full_well_dn = 2.0 * inst.SATURATION_LEVEL
     r_out = int(np.ceil(event["outer_radius"]))
     xc, yc = int(round(event["x"])), int(round(event["y"]))
     yy, xx = np.mgrid[yc - r_out:yc + r_out + 1, xc - r_out:xc + r_out + 1]
     r = snowball_radius(event, yy, xx)
     inside = (r <= event["outer_radius"]) & (xx >= 0) & (yy >= 0) & (xx < shape[1]) & (yy < shape[0])
+    if sensitive is not None:
+        inside[inside] = sensitive[yy[inside], xx[inside]]
     scale = (event["halo_radius"] - event["core_radius"]) / np.log(event["core_edge_dn"] / HALO_EDGE_DN)
     core = r <= event["core_radius"]
     dn = np.where(core, full_well_dn, event["core_edge_dn"] * np.exp(-(r - event["core_radius"]) / scale))
     return yy[inside], xx[inside], dn[inside], core[inside]
 
 
-def add_snowballs(groups, events, frame_times):
+def add_snowballs(groups, events, frame_times, sensitive=None):
     """Add snowballs to group values (ngroups, ny, nx, DN): the deposit from its
-    arrival on, then the slow release of part of the halo charge."""
+    arrival on, then the slow release of part of the halo charge (only on
+    ``sensitive`` pixels, see :func:`snowball_charge`)."""
     if len(events) == 0:
         return
     shape = groups.shape[1:]
     prompt = group_response(events["time"], frame_times)
     slow = group_response(events["time"], frame_times, tau=RELEASE_TIME)
-    parts = [snowball_charge(ev, shape) for ev in events]
+    parts = [snowball_charge(ev, shape, sensitive) for ev in events]
     which = np.concatenate([np.full(p[0].size, i) for i, p in enumerate(parts)])
     index = np.concatenate([y * shape[1] + x for y, x, _, _ in parts])
     dn = np.concatenate([p[2] for p in parts])
@@ -306,7 +314,7 @@ def ipc_couple(boxes, ipc):
     return coupled
 
 
-def cosmic_rays(rng, n, frame_times, gain, shape=(inst.NPIX, inst.NPIX)):
+def cosmic_rays(rng, n, frame_times, gain, shape=(inst.NPIX, inst.NPIX), sensitive=None):
     """Cosmic-ray hits of realistic footprint and charge, at random times.
 
     Charge per hit is log-normal with mean CR_CHARGE_E electrons; each hit
@@ -314,7 +322,8 @@ def cosmic_rays(rng, n, frame_times, gain, shape=(inst.NPIX, inst.NPIX)):
     IPC. Returns a Table with one row per pixel receiving at least CR_MIN_E:
     event number, x, y, arrival time (s), first group holding the charge,
     its share in that group, and the charge (DN, through ``gain``: a value or
-    a map in e/DN).
+    a map in e/DN). Charge spilling onto pixels that are not ``sensitive``
+    (the reference pixels) is lost.
     """
     half = 4
     x0 = rng.integers(inst.NREF, shape[1] - inst.NREF, n)
@@ -325,6 +334,8 @@ def cosmic_rays(rng, n, frame_times, gain, shape=(inst.NPIX, inst.NPIX)):
     event, iy, ix = np.nonzero(box >= CR_MIN_E)
     x, y = x0[event] + ix - half, y0[event] + iy - half
     keep = (x >= 0) & (y >= 0) & (x < shape[1]) & (y < shape[0])
+    if sensitive is not None:
+        keep[keep] = sensitive[y[keep], x[keep]]
     t = Table()
     t["event"] = event[keep]
     t["x"], t["y"] = x[keep], y[keep]

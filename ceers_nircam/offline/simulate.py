@@ -598,12 +598,13 @@ def simulate_exposure(config, exp, catalog, outdir, template_dir, keep_ideal=Fal
             groups[g][hot] += hot_rate * tmean[g]
     duration = frame_times[-1, -1]
     area = size * size / inst.NPIX**2
+    light = ~inst.reference_pixel_mask()[region]
     nsnow = (config.snowballs if config.snowballs is not None else
              artifacts.snowball_count(rng, duration, config.snowball_rate, config.snowball_spread, area))
     snow = artifacts.snowball_events(rng, nsnow, frame_times, shape)
-    artifacts.add_snowballs(groups, snow, frame_times)
+    artifacts.add_snowballs(groups, snow, frame_times, light)
     ncr = artifacts.cosmic_ray_count(rng, config.cosmic_rays, duration, size * size)
-    crs = artifacts.cosmic_rays(rng, ncr, frame_times, gain, shape)
+    crs = artifacts.cosmic_rays(rng, ncr, frame_times, gain, shape, light)
     artifacts.add_cosmic_rays(groups, crs, frame_times)
     if config.bad_pixels:
         groups[:, dead[0], dead[1]] = 0.0  # a dead pixel collects no charge of any origin
@@ -612,7 +613,6 @@ def simulate_exposure(config, exp, catalog, outdir, template_dir, keep_ideal=Fal
     if config.striping:
         readout = noise.Readout(exp.detector, shape, noutputs, config.ngroups, inst.NFRAMES,
                                 inst.GROUPGAP)
-        light = ~inst.reference_pixel_mask()[region]
         one_over_f = noise.OneOverF(rng, readout, light, inst.group_time(tframe),
                                     config.one_over_f_common * noise.PSD_COMMON[exp.channel],
                                     config.one_over_f_own * noise.PSD_OWN[exp.channel])

@@ -73,6 +73,29 @@ def test_cosmic_rays_have_flight_footprints_charge_and_ipc():
     assert np.asarray(hits["group"]).max() == 8
 
 
+def test_reference_pixels_collect_no_snowball_or_cosmic_ray_charge():
+    # A snowball whose halo spills over the left border, and hits spread over a small frame:
+    # the border has no photodiodes, so none of that charge may land there (the side
+    # reference pixels of a row would otherwise darken the whole row in refpix).
+    shape = (200, 200)
+    light = ~inst.reference_pixel_mask()[:200, :200]
+    ev = Table(rows=[(6.0, 100.0, 5.0, 15.0, 1500.0, 1.0, 0.0, 300.0, 3, 0.5, 0.05)],
+               names=("x", "y", "core_radius", "halo_radius", "core_edge_dn", "axis_ratio",
+                      "angle", "time", "group", "fraction", "release"))
+    ev["outer_radius"] = 40.0
+    spilled = np.zeros((9,) + shape, np.float32)
+    artifacts.add_snowballs(spilled, ev, FRAMES_9)
+    assert spilled[-1][~light].max() > 1000  # without the mask the border would collect it
+    groups = np.zeros((9,) + shape, np.float32)
+    artifacts.add_snowballs(groups, ev, FRAMES_9, light)
+    assert np.all(groups[:, ~light] == 0)
+    np.testing.assert_array_equal(groups[:, light], spilled[:, light])
+    hits = artifacts.cosmic_rays(np.random.default_rng(3), 3000, FRAMES_9, gain=2.0, shape=shape,
+                                 sensitive=light)
+    assert len(hits) > 10000 and np.all(light[hits["y"], hits["x"]])
+    assert np.min(hits["x"]) == inst.NREF and np.min(hits["y"]) == inst.NREF
+
+
 @pytest.mark.parametrize("ipc", [0.005, 0.01])
 def test_ipc_couples_the_stated_share_into_each_neighbour(ipc):
     box = np.zeros((1, 5, 5))
