@@ -459,7 +459,7 @@ def _legendre_basis(n, box, degree):
     return vander(pixels, degree), vander(centres, degree)
 
 
-def sky_surface(image, excluded=None, degree=2, box=100, sigma=3.0, maxiters=10):
+def sky_surface(image, excluded=None, degree=2, box=100, sigma=3.0, maxiters=10, stride=2):
     """A low-order polynomial sky surface of an image, robust to its sources.
 
     The clipped biweight of every ``box`` x ``box`` box (of the pixels not
@@ -478,10 +478,14 @@ def sky_surface(image, excluded=None, degree=2, box=100, sigma=3.0, maxiters=10)
     mask = ~np.isfinite(image)
     if excluded is not None:
         mask |= excluded
-    mesh, _, ngood = mesh_statistics(image, mask, box, sigma, 5, "biweight")
+    step = stride if stride > 1 and box % stride == 0 else 1
+    sub = box // step
+    mesh, _, ngood = mesh_statistics(image[::step, ::step], mask[::step, ::step], sub, sigma, 5,
+                                     "biweight")
     (ypix, ycen), (xpix, xcen) = _legendre_basis(ny, box, degree), _legendre_basis(nx, box, degree)
+    ycen, xcen = ycen[:mesh.shape[0]], xcen[:mesh.shape[1]]
     terms = [(i, j) for i in range(degree + 1) for j in range(degree + 1 - i)]
-    good = np.isfinite(mesh) & (ngood >= 0.25 * box * box)
+    good = np.isfinite(mesh) & (ngood >= 0.25 * sub * sub)
     if good.sum() < 2 * len(terms):
         return np.zeros(image.shape, dtype=np.float32)
     design = np.stack([ycen[:, i][:, None] * xcen[:, j][None, :] for i, j in terms], axis=-1)
@@ -499,3 +503,100 @@ def sky_surface(image, excluded=None, degree=2, box=100, sigma=3.0, maxiters=10)
         along_x = sum(c * xpix[:, j] for (ti, j), c in zip(terms, coeffs) if ti == i)
         surface += ypix[:, i].astype(np.float32)[:, None] * along_x.astype(np.float32)[None, :]
     return surface
+
+
+@dataclasses.dataclass
+class SourceHalo:
+    """Light that masked sources spread beyond their mask (:func:`source_halo`)."""
+
+    image: np.ndarray  # float32, the fitted halo light at every pixel
+    edges: tuple  # annulus edges (pixels)
+    weights: np.ndarray  # one non-negative weight per annulus
+    offset: float  # the constant term of the sky polynomial fitted with them
+
+
+def annulus_kernels(edges):
+    """Kernels of the annuli between successive ``edges`` (pixels), each summing to 1."""
+    size = int(np.ceil(edges[-1]))
+    yy, xx = np.mgrid[-size:size + 1, -size:size + 1]
+    r = np.hypot(yy, xx)
+    kernels = []
+    for lo, hi in zip(edges[:-1], edges[1:]):
+        k = ((r >= lo) & (r < hi)).astype(np.float32)
+        kernels.append(k / k.sum())
+    return kernels
+
+
+def source_halo(image, sources, usable, sky, smooth_sky, edges=(0, 3, 6, 12, 24, 48, 96, 160),
+                stride=11, cache=None, sky_degree=0):
+    """Fit the light masked sources spread beyond their mask.
+
+    PSF wings and the outer profiles of galaxies put light far outside any
+    source mask; a background measured in small boxes takes it for sky, most
+    of all next to bright sources, and oversubtracts there. That light is
+    linear in the sources' flux, so it is modelled as the masked flux
+    (``image`` - ``sky`` on ``sources``) convolved with a radial kernel:
+    non-negative weights of ring kernels between ``edges``, fitted with a
+    polynomial of degree ``sky_degree`` to every ``stride``-th unmasked
+    ``usable`` pixel of ``image`` - ``smooth_sky`` (a sky surface too smooth
+    to follow the halos; the polynomial takes what of the sky it missed,
+    such as the halos' own mean light it took for sky). A dict
+    given as ``cache`` keeps the rings' Fourier transforms for the next call
+    on an image of the same shape. Returns a :class:`SourceHalo`.
+    """
+    import scipy.fft
+    from scipy.optimize import lsq_linear
+
+    image = np.asarray(image, dtype=np.float32)
+    inside = np.where(sources & usable, image - sky, np.float32(0)).astype(np.float32)
+    inside[~np.isfinite(inside)] = 0
+    kernels = annulus_kernels(edges)
+    half = kernels[0].shape[0] // 2
+    ny, nx = image.shape
+    shape = (scipy.fft.next_fast_len(ny + 2 * half, real=True),
+             scipy.fft.next_fast_len(nx + 2 * half, real=True))
+    spectrum = scipy.fft.rfft2(inside, shape, workers=-1)
+    del inside
+    fit_pixels = np.flatnonzero((usable & ~sources).ravel())[::stride]
+    target = (image.ravel()[fit_pixels] - smooth_sky.ravel()[fit_pixels]).astype(np.float64)
+    good = np.isfinite(target)
+    fit_pixels, target = fit_pixels[good], target[good]
+    py, px = np.divmod(fit_pixels, nx)
+    # The sky the halos sit on: a polynomial of total degree ``sky_degree`` (a constant at 0)
+    # fitted with them, as a smooth sky and the halos' widest rings are alike.
+    legy = np.polynomial.legendre.legvander(py / max(ny - 1, 1) * 2.0 - 1.0, sky_degree)
+    legx = np.polynomial.legendre.legvander(px / max(nx - 1, 1) * 2.0 - 1.0, sky_degree)
+    sky_terms = [(i, j) for i in range(sky_degree + 1) for j in range(sky_degree + 1 - i)]
+    nring = len(kernels)
+    design = np.empty((fit_pixels.size, nring + len(sky_terms)))
+    for n, (i, j) in enumerate(sky_terms):
+        design[:, nring + n] = legy[:, i] * legx[:, j]
+    del legy, legx
+    cache = {} if cache is None else cache
+    rings = []
+    for i, k in enumerate(kernels):
+        key = (shape, edges[i], edges[i + 1])
+        if key not in cache:
+            cache[key] = scipy.fft.rfft2(k, shape, workers=-1)
+        rings.append(cache[key])
+        conv = scipy.fft.irfft2(spectrum * rings[-1], shape, workers=-1)
+        design[:, i] = conv[py + half, px + half]
+        del conv
+    # The bounded least-squares problem through its normal equations: a small square
+    # system instead of millions of rows, with the same solution.
+    normal = design.T @ design
+    scale = np.sqrt(np.maximum(np.diag(normal), 1e-300))
+    chol = np.linalg.cholesky(normal / np.outer(scale, scale) + 1e-12 * np.eye(len(scale)))
+    rhs = np.linalg.solve(chol, (design.T @ target) / scale)
+    lower = np.r_[np.zeros(nring), np.full(len(sky_terms), -np.inf)]
+    result = lsq_linear(chol.T, rhs, bounds=(lower * scale, np.inf))
+    coeffs = result.x / scale
+    weights = coeffs[:nring]
+    combined = sum(np.complex64(w) * r for w, r in zip(weights, rings) if w > 0)
+    if np.isscalar(combined):
+        halo = np.zeros(image.shape, dtype=np.float32)
+    else:
+        halo = np.ascontiguousarray(
+            scipy.fft.irfft2(spectrum * combined, shape, workers=-1)[half:half + ny, half:half + nx],
+            dtype=np.float32)
+    return SourceHalo(halo, tuple(edges), weights, float(coeffs[nring]))

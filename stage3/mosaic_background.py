@@ -50,8 +50,9 @@ def _main(argv):
     for m in inputs:
         t0 = mb.time.perf_counter()
         data, off = mb.read_mosaic(m.path)
-        bkg, bkgmask = mb.final_background(data, off, merged, m.params)
-        text = history.describe(STEP, {**entry, "band": m.band, "merged_mask": params.merged_mask})
+        bkg, bkgmask, halo = mb.final_background(data, off, merged, m.params)
+        text = history.describe(STEP, {**entry, "band": m.band, "merged_mask": params.merged_mask,
+                                       **mb.halo_entry(halo)})
         mb.write_subtracted(products[m.path]["mbkgsub1"], m.path, bkg, bkgmask, text)
         if not params.no_png:
             mb.preview(products[m.path]["mbkgsub1"][: -len("_mbkgsub1.fits")] + "_mask.png",

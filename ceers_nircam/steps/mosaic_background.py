@@ -28,7 +28,7 @@ import warnings
 
 import numpy as np
 
-from ..background import background2d, sky_surface
+from ..background import background2d, sky_surface, source_halo
 from ..cli import CeersError, get_logger, option
 from ..masking import SourceMaskParams, tiered_source_mask
 
@@ -74,13 +74,16 @@ class BandParams:
     threshold_noise: str = "pixel"
     surface_degree: int = 2
     surface_box: int = 100
+    halo_iterations: int = 1
+    halo_edges: tuple = (0, 3, 6, 12, 24, 48, 96, 160)
 
     CONVERTERS = {"bg_box_size": int, "bg_filter_size": int, "ring_radius_in": float,
                   "ring_width": float, "tier_dilate_size": _ints, "tier_nsigma": _floats,
                   "tier_npixels": _ints, "tier_smooth_sigma": _floats,
                   "first_extra_dilation": int, "clip_box": int, "clip_nsigma": float,
                   "large_nsigma": float, "bg_sigma": float, "bg_exclude_percentile": float,
-                  "threshold_noise": str, "surface_degree": int, "surface_box": int}
+                  "threshold_noise": str, "surface_degree": int, "surface_box": int,
+                  "halo_iterations": int, "halo_edges": _floats}
 
     def mask_params(self):
         """The tiered source mask of this band."""
@@ -96,6 +99,12 @@ class BandParams:
         """The band's polynomial sky surface (:func:`~ceers_nircam.background.sky_surface`;
         zeros with ``surface_degree`` 0, as DR0.5)."""
         return sky_surface(image, masked, self.surface_degree, self.surface_box)
+
+    def halo(self, image, sources, usable, sky, smooth_sky, cache=None):
+        """The light of the masked sources beyond the mask
+        (:func:`~ceers_nircam.background.source_halo` with ``halo_edges``)."""
+        return source_halo(image, sources, usable, sky, smooth_sky, self.halo_edges, cache=cache,
+                           sky_degree=self.surface_degree)
 
     def background(self, image, masked, want_rms=False):
         """Background2D (biweight, zoom) of an image with ``masked`` pixels left out."""
@@ -218,17 +227,39 @@ def merge_masks(bit_images):
 
 
 def final_background(image, off, merged, band):
-    """Background2D of a mosaic with the merged mask and its own empty pixels left out;
-    returns (background, BKGMASK bits)."""
+    """Background2D of a mosaic with the merged mask and its own empty pixels left out.
+
+    With ``halo_iterations`` (DR0.5: 0), the light the masked sources spread
+    beyond the mask is fitted and taken out of the image the background is
+    measured on, then the sky surface and the background are measured again;
+    the subtracted background is the sky alone, while the mosaic keeps all
+    of its sources' light. Returns (background, BKGMASK bits, the last
+    :class:`~ceers_nircam.background.SourceHalo` or None).
+    """
     box = covered_box(~off)
-    masked = (merged != 0) | off
+    sub_off = off[box]
+    sources = merged[box] != 0
+    masked = sources | sub_off
     bkg = np.full(image.shape, np.nan, dtype=np.float32)
     sub = np.asarray(image[box], dtype=np.float32)
-    surface = band.surface(sub, masked[box])
-    model, _ = band.background(sub - surface, masked[box])
-    bkg[box] = np.where(off[box], np.nan, model + surface)
+    surface = band.surface(sub, masked)
+    model, _ = band.background(sub - surface, masked)
+    halo, cache = None, {}
+    for _ in range(band.halo_iterations):
+        halo = band.halo(sub, sources, ~sub_off, (model if halo is not None else 0) + surface,
+                         surface, cache)
+        clean = sub - halo.image
+        surface = band.surface(clean, masked)
+        model, _ = band.background(clean - surface, masked)
+        del clean
+    del cache
+    if halo is not None:
+        outside = ~masked
+        log.info("source halos: ring weights %s; beyond the mask they hold %.3g on average",
+                 ", ".join(f"{w:.3g}" for w in halo.weights), float(halo.image[outside].mean()))
+    bkg[box] = np.where(sub_off, np.nan, model + surface)
     bkgmask = (off * np.uint8(OFF_DETECTOR)) | ((merged != 0) * np.uint8(SOURCES))
-    return bkg, bkgmask.astype(np.uint8)
+    return bkg, bkgmask.astype(np.uint8), halo
 
 
 # --------------------------------------------------------------------------
@@ -371,6 +402,14 @@ def preview(path, image, off, masked, title, max_size=1600):
     ax.set_yticks([])
     fig.tight_layout()
     return figures.save(fig, path)
+
+
+def halo_entry(halo):
+    """History items of a fitted halo: its annulus edges and weights (none without one)."""
+    if halo is None:
+        return {}
+    return {"halo_edges": ",".join(f"{e:g}" for e in halo.edges),
+            "halo_weights": ",".join(f"{w:.4g}" for w in halo.weights)}
 
 
 def timed(log_line, t0):
