@@ -118,32 +118,41 @@ def test_injected_gradient_is_removed(backgrounds, filt):
     assert np.sqrt(np.mean(left**2)) < 0.01 * rms
 
 
-@pytest.mark.parametrize("filt", [
-    pytest.param(f, marks=pytest.mark.xfail(strict=True, reason=OPEN + "under the merged mask the "
-                                            "background is 0.11 (F150W) to 0.29 (F277W) sky RMS "
-                                            "too high (0.06 and 0.18 more than around the "
-                                            "sources): faint light beyond the mask"))
-    for f in FILTERS])
-def test_no_bias_under_sources_and_the_merged_mask_covers_the_source_light(backgrounds, mosaics, filt):
+def _under_and_around(backgrounds, mosaics, filt):
+    """The truth scene, the subtracted mosaic less it, the merged-mask pixels and the covered ones."""
     scene = fits.getdata(mosaics.scene[filt], "SCI")
     with fits.open(Backgrounds.product(backgrounds.plain[filt], filt, "mbkgsub1")) as out:
         sub, bkgmask = out["SCI"].data, out["BKGMASK"].data
-    tiers = fits.getdata(Backgrounds.product(backgrounds.plain[filt], filt, "bkgsub1"), "BKGMASK")
-    covered = np.isfinite(sub)
-    merged = (bkgmask & 2) != 0
+    return scene, sub - scene, (bkgmask & 2) != 0, np.isfinite(sub)
+
+
+@pytest.mark.parametrize("filt", FILTERS)
+def test_no_bias_under_sources(backgrounds, mosaics, filt):
+    _, resid, merged, covered = _under_and_around(backgrounds, mosaics, filt)
     rms = backgrounds.rms[filt]
-    resid = sub - scene
     under = float(np.mean(resid[merged & covered]))
     around = float(np.mean(resid[~merged & covered]))
-    light = covered & (scene > 0.5 * rms)
+    print(f"\n{filt}: sky RMS {rms:.4g}; background-subtracted less truth under the merged mask "
+          f"{under / rms:+.4f} sky RMS, elsewhere {around / rms:+.4f}")
+    assert abs(under) < 0.1 * rms
+
+
+@pytest.mark.parametrize("filt", [
+    "f150w",
+    pytest.param("f277w", marks=pytest.mark.xfail(strict=True, reason=OPEN + "the merged mask "
+                                                  "covers 93.6% of the F277W pixels with source "
+                                                  "light above 0.5 sky RMS: most of the rest is "
+                                                  "the faint outskirts of masked sources, at "
+                                                  "0.5-0.7 sky RMS, below every tier's threshold"))])
+def test_the_merged_mask_covers_the_source_light(backgrounds, mosaics, filt):
+    scene, _, merged, covered = _under_and_around(backgrounds, mosaics, filt)
+    tiers = fits.getdata(Backgrounds.product(backgrounds.plain[filt], filt, "bkgsub1"), "BKGMASK")
+    light = covered & (scene > 0.5 * backgrounds.rms[filt])
     coverage = float(merged[light].mean())
     own = float(((tiers & 0xFE) != 0)[light].mean())
-    print(f"\n{filt}: sky RMS {rms:.4g}; background-subtracted less truth under the merged mask "
-          f"{under / rms:+.4f} sky RMS, elsewhere {around / rms:+.4f}; pixels with source light "
-          f"> 0.5 sky RMS: {light.sum()} ({light.sum() / covered.sum():.1%}), covered {coverage:.2%} "
-          f"by the merged mask ({own:.2%} by this band's own); merged mask "
-          f"{merged[covered].mean():.1%} of the mosaic")
-    assert abs(under) < 0.1 * rms
+    print(f"\n{filt}: pixels with source light > 0.5 sky RMS: {light.sum()} "
+          f"({light.sum() / covered.sum():.1%}), covered {coverage:.2%} by the merged mask "
+          f"({own:.2%} by this band's own); merged mask {merged[covered].mean():.1%} of the mosaic")
     assert coverage >= 0.95
 
 

@@ -104,7 +104,7 @@ def test_err_has_no_holes_at_injected_bad_pixels(mosaics, matched, filt):
 CORRELATED = pytest.mark.xfail(
     strict=True, reason="open (stage-3 issue): in short wave, what the 1/f step leaves of the "
     "1/f noise still correlates pixels along rows, and ERR holds the per-pixel variance only "
-    "(right within 3%): the noise of 6-pixel apertures is 22% above ERR's prediction")
+    "(right within 3%): the noise of 6-pixel apertures is 19% above ERR's prediction")
 DRIZZLED = pytest.mark.xfail(
     strict=True, reason="open (stage-3 issue): in long wave, resample scales the variance for "
     "apertures many input pixels wide (1 / pixel-scale ratio squared); a 3-pixel aperture holds "
