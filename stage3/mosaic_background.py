@@ -32,7 +32,7 @@ def _main(argv):
     if not params.overwrite and mb.complete(products, merged_path, STEP):
         log.info("%s: products already complete: nothing to do (--overwrite to redo)", params.pointing)
         return 0
-    entry = {"pointing": params.pointing, "config": os.path.basename(params.config) or "DR0.5",
+    entry = {"pointing": params.pointing, "config": os.path.basename(params.config) or "built-in",
              "mosaics": ",".join(os.path.basename(m.path) for m in inputs)}
     bits = []
     for m in inputs:
