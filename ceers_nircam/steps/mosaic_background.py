@@ -246,6 +246,8 @@ def final_background(image, off, merged, band):
     model, _ = band.background(sub - surface, masked)
     halo, cache = None, {}
     for _ in range(band.halo_iterations):
+        # The first fit measures the flux under the mask above the smooth surface alone: the
+        # small-box background is raised next to the sources by the very halos being fitted.
         halo = band.halo(sub, sources, ~sub_off, (model if halo is not None else 0) + surface,
                          surface, cache)
         clean = sub - halo.image
