@@ -515,6 +515,15 @@ class SourceHalo:
     offset: float  # the constant term of the sky polynomial fitted with them
 
 
+def halo_entry(halo):
+    """History items of a fitted :class:`SourceHalo`: its ring edges and weights (none
+    without one)."""
+    if halo is None:
+        return {}
+    return {"halo_edges": ",".join(f"{e:g}" for e in halo.edges),
+            "halo_weights": ",".join(f"{w:.4g}" for w in halo.weights)}
+
+
 def annulus_kernels(edges):
     """Kernels of the annuli between successive ``edges`` (pixels), each summing to 1."""
     size = int(np.ceil(edges[-1]))
@@ -528,7 +537,7 @@ def annulus_kernels(edges):
 
 
 def source_halo(image, sources, usable, sky, smooth_sky, edges=(0, 3, 6, 12, 24, 48, 96, 160),
-                stride=11, cache=None, sky_degree=0):
+                stride=11, cache=None, sky_degree=0, offsets=None):
     """Fit the light masked sources spread beyond their mask.
 
     PSF wings and the outer profiles of galaxies put light far outside any
@@ -562,16 +571,34 @@ def source_halo(image, sources, usable, sky, smooth_sky, edges=(0, 3, 6, 12, 24,
     good = np.isfinite(target)
     fit_pixels, target = fit_pixels[good], target[good]
     py, px = np.divmod(fit_pixels, nx)
+    if offsets is not None:
+        # A free offset per group is the same as fitting what is left after each group's
+        # mean is taken out of the target and of every ring's column (Frisch-Waugh).
+        # With several labellings (rows and columns) the means are taken out in turn until
+        # what is left has none (alternating projections).
+        sky_degree = -1
+        groups = [np.asarray(o).ravel()[fit_pixels] for o in
+                  (offsets if isinstance(offsets, (list, tuple)) else [offsets])]
+        counts = [np.maximum(np.bincount(g), 1) for g in groups]
+
+        def demeaned(values):
+            for _ in range(1 if len(groups) == 1 else 10):
+                for g, n in zip(groups, counts):
+                    values = values - (np.bincount(g, values, minlength=n.size) / n)[g]
+            return values
+
+        target = demeaned(target)
     # The sky the halos sit on: a polynomial of total degree ``sky_degree`` (a constant at 0)
     # fitted with them, as a smooth sky and the halos' widest rings are alike.
-    legy = np.polynomial.legendre.legvander(py / max(ny - 1, 1) * 2.0 - 1.0, sky_degree)
-    legx = np.polynomial.legendre.legvander(px / max(nx - 1, 1) * 2.0 - 1.0, sky_degree)
     sky_terms = [(i, j) for i in range(sky_degree + 1) for j in range(sky_degree + 1 - i)]
     nring = len(kernels)
     design = np.empty((fit_pixels.size, nring + len(sky_terms)))
-    for n, (i, j) in enumerate(sky_terms):
-        design[:, nring + n] = legy[:, i] * legx[:, j]
-    del legy, legx
+    if sky_terms:
+        legy = np.polynomial.legendre.legvander(py / max(ny - 1, 1) * 2.0 - 1.0, sky_degree)
+        legx = np.polynomial.legendre.legvander(px / max(nx - 1, 1) * 2.0 - 1.0, sky_degree)
+        for n, (i, j) in enumerate(sky_terms):
+            design[:, nring + n] = legy[:, i] * legx[:, j]
+        del legy, legx
     cache = {} if cache is None else cache
     rings = []
     for i, k in enumerate(kernels):
@@ -581,6 +608,8 @@ def source_halo(image, sources, usable, sky, smooth_sky, edges=(0, 3, 6, 12, 24,
         rings.append(cache[key])
         conv = scipy.fft.irfft2(spectrum * rings[-1], shape, workers=-1)
         design[:, i] = conv[py + half, px + half]
+        if offsets is not None:
+            design[:, i] = demeaned(design[:, i])
         del conv
     # The bounded least-squares problem through its normal equations: a small square
     # system instead of millions of rows, with the same solution.
@@ -599,4 +628,4 @@ def source_halo(image, sources, usable, sky, smooth_sky, edges=(0, 3, 6, 12, 24,
         halo = np.ascontiguousarray(
             scipy.fft.irfft2(spectrum * combined, shape, workers=-1)[half:half + ny, half:half + nx],
             dtype=np.float32)
-    return SourceHalo(halo, tuple(edges), weights, float(coeffs[nring]))
+    return SourceHalo(halo, tuple(edges), weights, float(coeffs[nring]) if sky_terms else 0.0)

@@ -14,6 +14,7 @@ import sys
 from stdatamodels.jwst import datamodels
 
 from ceers_nircam import cli, fitsio, history, reffiles
+from ceers_nircam.background import halo_entry
 from ceers_nircam.steps import striping
 
 STEP = "remstriping"
@@ -53,7 +54,8 @@ def _main(argv):
             striping.write_patterns(stem, status.products)
         history.record(model, STEP, {**dataclasses.asdict(params), "flat": os.path.basename(flat_path),
                                      "pedestal": round(status.values["pedestal"], 6),
-                                     "fallback_rows": status.values["fallback_rows"]})
+                                     "fallback_rows": status.values["fallback_rows"],
+                                     **halo_entry(status.products.get("halo"))})
         fitsio.save_model(model, args.rate)
     log.info("%s: %s", args.rate, status.message)
     return 0

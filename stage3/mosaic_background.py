@@ -12,6 +12,7 @@ import os
 import sys
 
 from ceers_nircam import cli, history
+from ceers_nircam.background import halo_entry
 from ceers_nircam.steps import mosaic_background as mb
 
 STEP = "mosaic_background"
@@ -52,7 +53,7 @@ def _main(argv):
         data, off = mb.read_mosaic(m.path)
         bkg, bkgmask, halo = mb.final_background(data, off, merged, m.params)
         text = history.describe(STEP, {**entry, "band": m.band, "merged_mask": params.merged_mask,
-                                       **mb.halo_entry(halo)})
+                                       **halo_entry(halo)})
         mb.write_subtracted(products[m.path]["mbkgsub1"], m.path, bkg, bkgmask, text)
         if not params.no_png:
             mb.preview(products[m.path]["mbkgsub1"][: -len("_mbkgsub1.fits")] + "_mask.png",

@@ -406,14 +406,6 @@ def preview(path, image, off, masked, title, max_size=1600):
     return figures.save(fig, path)
 
 
-def halo_entry(halo):
-    """History items of a fitted halo: its annulus edges and weights (none without one)."""
-    if halo is None:
-        return {}
-    return {"halo_edges": ",".join(f"{e:g}" for e in halo.edges),
-            "halo_weights": ",".join(f"{w:.4g}" for w in halo.weights)}
-
-
 def timed(log_line, t0):
     """Log ``log_line`` with the seconds since ``t0``; return now."""
     now = time.perf_counter()

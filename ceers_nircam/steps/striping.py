@@ -20,7 +20,12 @@ flat-fielded copy with sources masked and subtracts them from the original:
    ``segment``-pixel piece of what is left, interpolated linearly between
    piece centres, is taken out too; a piece with fewer than a quarter of its
    pixels unmasked contributes 0;
-6. subtract the patterns from the original image; pixels exactly 0 stay 0;
+6. (not in DR0.5) before steps 3-5 are repeated, the light sources spread
+   beyond their mask (:func:`ceers_nircam.background.source_halo`) is
+   fitted and left out of the measurement, not of the image: a row half
+   masked by a large galaxy keeps the galaxy's faint outskirts, which its
+   value would otherwise take for a stripe;
+7. subtract the patterns from the original image; pixels exactly 0 stay 0;
    rows or columns with no unmasked pixel become 0 with DO_NOT_USE.
 """
 
@@ -32,7 +37,7 @@ from astropy.io import fits
 from stdatamodels.jwst.datamodels import dqflags
 
 from .. import nircam
-from ..background import clipped_stats, pedestal
+from ..background import clipped_stats, pedestal, source_halo
 from ..cli import CeersError, get_logger, option
 from ..fitsio import write_images
 from ..masking import SourceMaskParams, dq_mask, tiered_source_mask, upsample_axis
@@ -65,6 +70,12 @@ class StripingParams:
     segment: int = option(64, "length (pixels) of the row pieces whose residual is also taken out, "
                               "following the 1/f noise along each amplifier-row (0: DR0.5, whole "
                               "rows only)")
+    halo_iterations: int = option(1, "fit the light sources spread beyond the source mask "
+                                     "(ring kernels on the masked flux) and leave it out of the row "
+                                     "and column values, this many times (0: DR0.5, the row "
+                                     "values take the outskirts of large sources for stripes)")
+    halo_edges: tuple = option((0.0, 3.0, 6.0, 12.0, 24.0, 48.0, 96.0),
+                               "edges (pixels) of the rings of the halo fit", nargs="+", type=float)
     pedestal_halfwidth: float = option(0.0, "fit the pedestal histogram only within this many "
                                             "half-maximum widths of its peak (0: whole histogram)")
     plot: bool = option(False, "save a QA figure <rate>_1f.png: the row and column patterns and "
@@ -154,6 +165,13 @@ def along_rows(rest, masked, noutputs=nircam.NAMPS, segment=64, stats=PatternSta
     return image.reshape(ny, nx), values
 
 
+def amplifier_rows(shape, noutputs=nircam.NAMPS):
+    """Label image: the index of each pixel's amplifier-row (row * noutputs + amplifier)."""
+    ny, nx = shape
+    amp = np.arange(nx) // (nx // noutputs)
+    return np.arange(ny)[:, None] * noutputs + amp[None, :]
+
+
 def subtract_patterns(data, dq, pattern):
     """Original minus pattern; exact zeros stay 0; NaN pattern -> 0 and DO_NOT_USE.
 
@@ -199,12 +217,29 @@ def apply(model, params, flat, source_bits=None, mask_params=SourceMaskParams())
     masked = excluded | (source_bits != 0)
     t_mask = time.perf_counter() - t0
     sky, method = pedestal(image[~masked], fit_halfwidth=params.pedestal_halfwidth or None)
-    patterns = measure_patterns(image - np.float32(sky), masked, noutputs, params.thresh, stats,
-                                params.pattern_iters)
+    image = image - np.float32(sky)
+    patterns = measure_patterns(image, masked, noutputs, params.thresh, stats, params.pattern_iters)
+    clean, halo = image, None
+    for _ in range(params.halo_iterations):
+        # The halo is fitted on the image without the current patterns (stripes under the
+        # mask would otherwise enter the masked flux), with a free offset for every
+        # amplifier-row and column: the rows and columns through a large source took part
+        # of its halo, which a fit of what they left would miss. The patterns are then
+        # measured again without the halo.
+        with np.errstate(invalid="ignore"):
+            rest = image - (patterns["horiz"] + patterns["vert"])
+        rest[~np.isfinite(rest)] = 0
+        columns = np.broadcast_to(np.arange(image.shape[1]), image.shape)
+        halo = source_halo(rest, (source_bits & ~np.uint8(1)) != 0, ~excluded, 0.0,
+                           np.zeros(image.shape, np.float32), params.halo_edges, stride=3,
+                           offsets=(amplifier_rows(image.shape, noutputs), columns))
+        clean = image - halo.image
+        patterns = measure_patterns(clean, masked, noutputs, params.thresh, stats,
+                                    params.pattern_iters)
     pattern = patterns["horiz"] + patterns["vert"]
     if params.segment:
         with np.errstate(invalid="ignore"):
-            rest = image - np.float32(sky) - pattern
+            rest = clean - pattern
         patterns["along"], _ = along_rows(rest, masked, noutputs, params.segment, stats)
         pattern = pattern + patterns["along"]
     model.data, model.dq, nzero = subtract_patterns(data, model.dq, pattern)
@@ -215,6 +250,12 @@ def apply(model, params, flat, source_bits=None, mask_params=SourceMaskParams())
              nfall, nzero, seconds, t_mask)
     values = {"pedestal": sky, "pedestal_method": method, "fallback_rows": nfall,
               "zeroed": nzero, "masked_fraction": float(masked.mean()), "seconds": seconds}
+    if halo is not None:
+        log.info("1/f: source halos left out of the patterns, ring weights %s (edges %s px)",
+                 ", ".join(f"{w:.3g}" for w in halo.weights),
+                 ", ".join(f"{e:g}" for e in halo.edges))
+        values["halo_weights"] = [float(w) for w in halo.weights]
+    patterns["halo"] = halo
     return model, Status(True, "striping removed", values=values,
                          products={"mask": source_bits, **patterns})
 

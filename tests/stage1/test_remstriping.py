@@ -73,11 +73,7 @@ def patterns(nrca1):
     return true_patterns(nrca1["rate"], sim.truth, sim.ideal)
 
 
-@pytest.mark.parametrize("ratio", [0.2, 1.0, pytest.param(2.0, marks=pytest.mark.xfail(
-    strict=True, reason="open: with striping twice the simulator's, the row residual is 1.5004 "
-                        "times the median noise floor against 1.5 (1.47-1.50 before the simulator "
-                        "stopped putting snowball and cosmic-ray charge on reference pixels; "
-                        "the same exposure, a new realisation)"))])
+@pytest.mark.parametrize("ratio", [0.2, 1.0, 2.0])
 def test_residual_striping_is_near_the_median_noise_floor(nrca1, patterns, ratio, tmp_path):
     sim = nrca1["sim"]
     truth = sim.truth
