@@ -515,6 +515,10 @@ class SourceHalo:
     offset: float  # the constant term of the sky polynomial fitted with them
 
 
+# Ring edges (pixels) of the halo fit on a single exposure: out to the 1/f mask's reach.
+EXPOSURE_HALO_EDGES = (0.0, 3.0, 6.0, 12.0, 24.0, 48.0, 96.0)
+
+
 def halo_entry(halo):
     """History items of a fitted :class:`SourceHalo`: its ring edges and weights (none
     without one)."""

@@ -57,7 +57,8 @@ def _main(argv):
         mb.write_subtracted(products[m.path]["mbkgsub1"], m.path, bkg, bkgmask, text)
         if not params.no_png:
             mb.preview(products[m.path]["mbkgsub1"][: -len("_mbkgsub1.fits")] + "_mask.png",
-                       data, off, merged != 0, f"{os.path.basename(m.path)}: merged source mask")
+                       data, off, mb.source_pixels(bkgmask),
+                       f"{os.path.basename(m.path)}: source mask (merged tiers and bright halos)")
         mb.timed(f"{m.band}: background subtracted -> {products[m.path]['mbkgsub1']}", t0)
     return 0
 

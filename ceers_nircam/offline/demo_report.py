@@ -34,7 +34,7 @@ from ..cli import get_logger
 from ..fitsio import atomic_path
 from ..nircam import filter_channel
 from ..report import Check, Section, write_report
-from ..steps import associations, mosaic
+from ..steps import associations, mosaic, mosaic_background
 from . import artifacts, validate
 from .simulate import ideal_path, read_truth
 
@@ -475,7 +475,7 @@ def measure_mosaic(outdir, exps, filt):
     # mosaic background
     rms = validate.mosaic_sky_rms(image, scene)
     covered = np.isfinite(sub)
-    merged = (bkgmask & 2) != 0
+    merged = mosaic_background.source_pixels(bkgmask)
     light = covered & (scene > 0.5 * rms)
     out["bias"] = float(np.mean((sub - scene)[merged & covered])) / rms
     out["coverage"] = float(merged[light].mean())
@@ -511,9 +511,9 @@ def mosaic_section(outdir, results, filters, figs):
                             low=0.5, note=note))
         checks.append(Check(f"{filt}: 1st percentile of ERR at a bad pixel / neighbours", p1,
                             low=0.8))
-        checks.append(Check(f"{filt}: background-subtracted minus truth under the merged mask",
+        checks.append(Check(f"{filt}: background-subtracted minus truth under the source mask",
                             r["bias"], low=-0.1, high=0.1, unit="sky RMS"))
-        checks.append(Check(f"{filt}: source light (> 0.5 sky RMS) covered by the merged mask",
+        checks.append(Check(f"{filt}: source light (> 0.5 sky RMS) covered by the source mask",
                             r["coverage"], low=0.95))
     figure_list = [(figs.copy(p), f"{os.path.basename(p)[:-9]}: mosaic with its source mask")
                    for p in sorted(glob.glob(os.path.join(outdir, "mosaics", "*_mask.png")))]
@@ -527,7 +527,8 @@ def mosaic_section(outdir, results, filters, figs):
                    "Photometry: the same aperture on the mosaic and on its truth. Noise: apertures "
                    "on empty sky against the ERR map; ERR at injected bad pixels against their "
                    "neighbours (a hole in the variance would make it far lower). Background: the final background-subtracted mosaic against the "
-                   "truth under the merged mask, and the mask against the source light.",
+                   "truth under the source mask (the merged tiers, grown where the fitted source halos are "
+                   "bright), and that mask against the source light.",
                    checks, figure_list)
 
 

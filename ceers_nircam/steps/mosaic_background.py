@@ -39,6 +39,7 @@ NIRCAM_SECTION = "nircam"
 BAND_PATTERN = re.compile(r"f\d{3,4}(w|m|n|lp|x)\d?")
 OFF_DETECTOR = 1  # BKGMASK bit of the mosaic's own empty pixels
 SOURCES = 2  # BKGMASK bit of the merged source mask
+HALO = 4  # BKGMASK bit of the pixels where the band's fitted source halo is bright
 
 
 def _ints(text):
@@ -76,6 +77,7 @@ class BandParams:
     surface_box: int = 100
     halo_iterations: int = 1
     halo_edges: tuple = (0, 3, 6, 12, 24, 48, 96, 160)
+    halo_mask: float = 0.2
 
     CONVERTERS = {"bg_box_size": int, "bg_filter_size": int, "ring_radius_in": float,
                   "ring_width": float, "tier_dilate_size": _ints, "tier_nsigma": _floats,
@@ -83,7 +85,7 @@ class BandParams:
                   "first_extra_dilation": int, "clip_box": int, "clip_nsigma": float,
                   "large_nsigma": float, "bg_sigma": float, "bg_exclude_percentile": float,
                   "threshold_noise": str, "surface_degree": int, "surface_box": int,
-                  "halo_iterations": int, "halo_edges": _floats}
+                  "halo_iterations": int, "halo_edges": _floats, "halo_mask": float}
 
     def mask_params(self):
         """The tiered source mask of this band."""
@@ -233,8 +235,12 @@ def final_background(image, off, merged, band):
     beyond the mask is fitted and taken out of the image the background is
     measured on, then the sky surface and the background are measured again;
     the subtracted background is the sky alone, while the mosaic keeps all
-    of its sources' light. Returns (background, BKGMASK bits, the last
-    :class:`~ceers_nircam.background.SourceHalo` or None).
+    of its sources' light. Where the fitted halo averages more than
+    ``halo_mask`` times the background RMS over a background box, the mask
+    grows by that box (BKGMASK bit ``HALO``): a halo is a radial average, and
+    the outskirts of elongated or lopsided sources stand well above it in
+    places. Returns (background, BKGMASK bits, the
+    last :class:`~ceers_nircam.background.SourceHalo` or None).
     """
     box = covered_box(~off)
     sub_off = off[box]
@@ -243,25 +249,52 @@ def final_background(image, off, merged, band):
     bkg = np.full(image.shape, np.nan, dtype=np.float32)
     sub = np.asarray(image[box], dtype=np.float32)
     surface = band.surface(sub, masked)
-    model, _ = band.background(sub - surface, masked)
-    halo, cache = None, {}
+    model, rms = band.background(sub - surface, masked, want_rms=True)
+    halo, cache, grown = None, {}, np.zeros(sub.shape, bool)
     for _ in range(band.halo_iterations):
         # The first fit measures the flux under the mask above the smooth surface alone: the
         # small-box background is raised next to the sources by the very halos being fitted.
         halo = band.halo(sub, sources, ~sub_off, (model if halo is not None else 0) + surface,
                          surface, cache)
+        if band.halo_mask > 0:
+            grown = bright_halo_boxes(halo.image, rms, band.halo_mask, band.bg_box_size) & ~masked
         clean = sub - halo.image
-        surface = band.surface(clean, masked)
-        model, _ = band.background(clean - surface, masked)
+        surface = band.surface(clean, masked | grown)
+        model, _ = band.background(clean - surface, masked | grown)
         del clean
     del cache
     if halo is not None:
         outside = ~masked
-        log.info("source halos: ring weights %s; beyond the mask they hold %.3g on average",
-                 ", ".join(f"{w:.3g}" for w in halo.weights), float(halo.image[outside].mean()))
+        log.info("source halos: ring weights %s; beyond the mask they hold %.3g on average; "
+                 "%.1f%% of the mosaic masked where they exceed %g background RMS",
+                 ", ".join(f"{w:.3g}" for w in halo.weights), float(halo.image[outside].mean()),
+                 100 * grown[~sub_off].mean(), band.halo_mask)
     bkg[box] = np.where(sub_off, np.nan, model + surface)
     bkgmask = (off * np.uint8(OFF_DETECTOR)) | ((merged != 0) * np.uint8(SOURCES))
+    bkgmask[box] |= grown * np.uint8(HALO)
     return bkg, bkgmask.astype(np.uint8), halo
+
+
+def bright_halo_boxes(halo, rms, level, box):
+    """Background boxes (``box`` pixels, on the grid Background2D uses) where the fitted halo
+    averages more than ``level`` times the background RMS.
+
+    Whole boxes: a threshold on single pixels moves its edge with the smallest change of the
+    fit, and each such flip moves the boxes it touches in or out of Background2D's share of
+    masked pixels; a box either in or out is the same in both cases.
+    """
+    ny, nx = halo.shape
+    my, mx = -(-ny // box) * box, -(-nx // box) * box
+    pad = ((0, my - ny), (0, mx - nx))
+    mean_halo = np.pad(halo, pad, mode="edge").reshape(my // box, box, mx // box, box).mean((1, 3))
+    mean_rms = np.pad(rms, pad, mode="edge").reshape(my // box, box, mx // box, box).mean((1, 3))
+    bright = np.repeat(np.repeat(mean_halo > level * mean_rms, box, 0), box, 1)
+    return bright[:ny, :nx]
+
+
+def source_pixels(bkgmask):
+    """Pixels the final background left out as source light (merged mask and halo bits)."""
+    return (np.asarray(bkgmask) & (SOURCES | HALO)) != 0
 
 
 # --------------------------------------------------------------------------

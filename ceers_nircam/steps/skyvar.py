@@ -29,6 +29,9 @@ What differs from DR0.5 (each an option, the DR0.5 way kept):
   of the sum of the variances, counts it once: left in, at CEERS depths
   (where the sky's Poisson noise is most of the background noise) ERR
   overstates the noise by about a third;
+- the light the sources spread beyond the 1/f mask (PSF wings, galaxy
+  outskirts) is fitted (:func:`ceers_nircam.background.source_halo`) and
+  left out of the pedestal histogram, which it would raise;
 - pixels that see no sky (reference pixels, flagged REFERENCE_PIXEL or
   NON_SCIENCE but not DO_NOT_USE by some references) get DO_NOT_USE, so
   the drizzle gives them no weight;
@@ -43,7 +46,8 @@ import numpy as np
 from astropy.stats import biweight_location, biweight_midvariance, sigma_clip, sigma_clipped_stats
 from stdatamodels.jwst.datamodels import dqflags
 
-from ..background import background2d, gaussian, pedestal_fit
+from ..background import (EXPOSURE_HALO_EDGES, background2d, gaussian, halo_entry, pedestal_fit,
+                          source_halo)
 from ..cli import CeersError, get_logger, option
 from ..masking import SourceMaskParams, tiered_source_mask
 from . import Status
@@ -89,6 +93,9 @@ class SkyVarParams:
     ped_bin: float = option(0.001, "pedestal: histogram bin (MJy/sr)")
     ped_halfwidth: float = option(0.0, "pedestal: fit only within this many half-maximum widths "
                                        "of the peak (0: whole histogram, DR0.5)")
+    ped_halo: bool = option(True, "pedestal: fit the light the sources spread beyond the 1/f "
+                                  "mask and leave it out of the histogram (DR0.5: off; the 1/f "
+                                  "step now leaves that light in the image)")
     # variance
     variance_method: str = option("pixels", "sky variance from single pixels of _bkgsub1 "
                                             "('pixels', 5-sigma clipped) or from the biweight "
@@ -229,6 +236,18 @@ def apply(model, params, fmask):
 
     usable = (dq == 0) & (fmask == 0) & np.isfinite(data)
     fit = sky_pedestal(data, usable, params)
+    halo = None
+    sources = (np.asarray(fmask) & ~np.uint8(1)) != 0
+    if params.ped_halo and sources.any():
+        # PSF wings and galaxy outskirts below the mask's thresholds raise the unmasked
+        # pixels' histogram by a few 1e-4 MJy/sr, most where a large galaxy is masked.
+        halo = source_halo(np.where(np.isfinite(data), data, 0).astype(np.float32), sources,
+                           ~excluded, fit.value, np.full(data.shape, fit.value, np.float32),
+                           EXPOSURE_HALO_EDGES, stride=3)
+        first = fit.value
+        fit = sky_pedestal(data - halo.image, usable, params)
+        log.info("Pedestal without the source halos: %.5f MJy/sr (with them %.5f)", fit.value,
+                 first)
     level, method = fit.value, fit.method
 
     # Sky noise: pixels no tier masks and no DQ flag touches (a jump-flagged
@@ -246,6 +265,7 @@ def apply(model, params, fmask):
         raise CeersError(f"sky variance {sky_var:.3g} and mean VAR_RNOISE {rn_mean:.3g} give no "
                          "usable factor")
     values = {"pedestal": level, "pedestal_method": method, "sky_variance": sky_var,
+              "halo": halo,
               "rnoise_mean": rn_mean, "factor": factor, "blocks_factor": blocks_factor,
               "blind": int((blind & ((dq & DO_NOT_USE) == 0)).sum())}
 
@@ -345,7 +365,7 @@ def history_values(values):
            "dr05_blocks_factor": round(values["blocks_factor"], 5)}  # nan: no block free of masks
     if "holes" in values:
         out["holes"] = "/".join(f"{k[4:]}:{v}" for k, v in values["holes"].items())
-    return out
+    return {**out, **halo_entry(values.get("halo"))}
 
 
 def write_bkgsub(path, image, products, entry):

@@ -37,7 +37,7 @@ from astropy.io import fits
 from stdatamodels.jwst.datamodels import dqflags
 
 from .. import nircam
-from ..background import clipped_stats, pedestal, source_halo
+from ..background import EXPOSURE_HALO_EDGES, clipped_stats, pedestal, source_halo
 from ..cli import CeersError, get_logger, option
 from ..fitsio import write_images
 from ..masking import SourceMaskParams, dq_mask, tiered_source_mask, upsample_axis
@@ -74,8 +74,8 @@ class StripingParams:
                                      "(ring kernels on the masked flux) and leave it out of the row "
                                      "and column values, this many times (0: DR0.5, the row "
                                      "values take the outskirts of large sources for stripes)")
-    halo_edges: tuple = option((0.0, 3.0, 6.0, 12.0, 24.0, 48.0, 96.0),
-                               "edges (pixels) of the rings of the halo fit", nargs="+", type=float)
+    halo_edges: tuple = option(EXPOSURE_HALO_EDGES, "edges (pixels) of the rings of the halo fit",
+                               nargs="+", type=float)
     pedestal_halfwidth: float = option(0.0, "fit the pedestal histogram only within this many "
                                             "half-maximum widths of its peak (0: whole histogram)")
     plot: bool = option(False, "save a QA figure <rate>_1f.png: the row and column patterns and "

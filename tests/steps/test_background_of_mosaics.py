@@ -152,6 +152,36 @@ def test_the_halo_fit_takes_the_light_beyond_the_mask_out_of_the_background(iter
         assert abs(under) < limit
 
 
+@pytest.mark.parametrize("halo_mask", [0.0, 0.2, 0.5])
+def test_the_mask_grows_where_the_fitted_halo_is_bright(halo_mask):
+    # The same sources: the halo light beyond their core masks stands above half the pixel
+    # noise over a wide area that no tier finds; the fitted halo marks it.
+    from test_background import _haloed_field
+
+    image, halos, mask = _haloed_field(5)
+    off = np.zeros(image.shape, bool)
+    off[:, :30] = True
+    image[off] = np.nan
+    band = dataclasses.replace(DR05_NIRCAM, halo_mask=halo_mask)
+    _, bkgmask, _ = mb.final_background(image, off, mask.astype(np.uint16), band)
+    used = mb.source_pixels(bkgmask)
+    bright = (halos > 0.5 * 0.01) & ~off
+    coverage, share = used[bright].mean(), used[~off].mean()
+    print(f"\nhalo mask at {halo_mask} background RMS: {coverage:.1%} of the pixels with halo light "
+          f"above half the noise masked; {share:.1%} of the field masked, "
+          f"{bright.mean():.1%} holds such light")
+    assert np.all(used[mask & ~off]) and not np.any(bkgmask[~off] & mb.OFF_DETECTOR)
+    grown = (bkgmask & mb.HALO) != 0
+    if halo_mask == 0:
+        assert not grown.any() and coverage < 0.2
+    else:
+        # Radial halos, as here, are fitted well: the grown pixels hold the light they were
+        # predicted to hold.
+        assert coverage > 0.95
+        assert np.median(halos[grown]) > halo_mask * 0.01
+        assert not np.any(grown & mask)
+
+
 def test_covered_box():
     usable = np.zeros((10, 12), bool)
     usable[3:6, 4:9] = True

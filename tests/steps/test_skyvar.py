@@ -144,3 +144,30 @@ def test_apply_on_a_small_image(tmp_path):
     with open(png, "rb") as fh:
         assert fh.read(8) == b"\x89PNG\r\n\x1a\n"
     assert os.path.getsize(png) > 20000
+
+
+@pytest.mark.parametrize("ped_halo", [False, True])
+def test_pedestal_leaves_out_the_light_sources_spread_beyond_the_mask(ped_halo):
+    # Sources with a wide halo, the 1/f mask over their cores only: the halo light raises the
+    # histogram of the unmasked pixels; fitted on the masked flux and taken out, it does not.
+    from test_background import _haloed_field
+
+    field, halos, mask = _haloed_field(7)
+    image = (field + 0.17).astype(np.float32)
+    model = datamodels.ImageModel(image.shape)
+    model.data = image
+    model.dq = np.zeros(image.shape, np.uint32)
+    model.var_rnoise = np.full(image.shape, 1e-4, np.float32)
+    model.var_poisson = np.full(image.shape, 1e-5, np.float32)
+    model.var_flat = np.full(image.shape, 1e-8, np.float32)
+    fmask = np.where(mask, 2, 0).astype(np.uint8)
+    params = skyvar.SkyVarParams(clip_box=50, ped_halo=ped_halo)
+    _, status = skyvar.apply(model, params, fmask)
+    error = status.values["pedestal"] - 0.17
+    print(f"\nsource halos {'fitted' if ped_halo else 'left in'}: pedestal off by {error:+.5f} "
+          f"(halo light over the unmasked pixels {halos[~mask].mean():.5f}; noise 0.01)")
+    if ped_halo:
+        assert abs(error) < 0.2 * halos[~mask].mean()
+        assert "halo_weights" in skyvar.history_values(status.values)
+    else:
+        assert error > 0.5 * halos[~mask].mean()
