@@ -126,6 +126,11 @@ def segments(above, min_area, connectivity=8):
 # fast smoothing on a coarse grid
 
 
+def tier_sources(bits):
+    """Pixels some tier of a tiered mask masks (bit 0, the excluded pixels, left out)."""
+    return (np.asarray(bits) & np.uint8(0xFE)) != 0
+
+
 def block_reduce(image, block, func=np.median):
     """``func`` over ``block`` x ``block`` blocks (edges padded by repetition)."""
     ny, nx = image.shape

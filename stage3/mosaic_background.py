@@ -13,6 +13,7 @@ import sys
 
 from ceers_nircam import cli, history
 from ceers_nircam.background import halo_entry
+from ceers_nircam.masking import tier_sources
 from ceers_nircam.steps import mosaic_background as mb
 
 STEP = "mosaic_background"
@@ -43,7 +44,7 @@ def _main(argv):
         text = history.describe(STEP, {**entry, "band": m.band, **dataclasses.asdict(m.params)})
         mb.write_bkgsub(products[m.path]["bkgsub1"], m.path, data, bkg, tiers, text)
         bits.append(tiers)
-        mb.timed(f"{m.band}: {100 * ((tiers & 0xFE) != 0).mean() / max((~off).mean(), 1e-9):.1f}% "
+        mb.timed(f"{m.band}: {100 * tier_sources(tiers).mean() / max((~off).mean(), 1e-9):.1f}% "
                  f"of the covered pixels masked", t0)
     merged = mb.merge_masks(bits)
     del bits

@@ -13,6 +13,7 @@ import os
 import sys
 
 from ceers_nircam import cli, fitsio, history
+from ceers_nircam.background import halo_entry
 from ceers_nircam.steps import skyvar
 
 STEP = "skywcsvar"
@@ -42,7 +43,7 @@ def _main(argv):
         entry = {**{k: v for k, v in dataclasses.asdict(params).items()
                     if k not in ("mask_dir", "wcs_dir", "output_dir", "overwrite", "plot")},
                  "mask": os.path.basename(paths["fmask"]), "saved_wcs": applied_wcs,
-                 **skyvar.history_values(status.values)}
+                 **skyvar.history_values(status.values), **halo_entry(status.products["halo"])}
         skyvar.write_bkgsub(paths["bkgsub"], args.image, status.products,
                             history.describe(STEP, {"mask": entry["mask"]}))
         if params.plot:

@@ -475,10 +475,10 @@ def measure_mosaic(outdir, exps, filt):
     # mosaic background
     rms = validate.mosaic_sky_rms(image, scene)
     covered = np.isfinite(sub)
-    merged = mosaic_background.source_pixels(bkgmask)
+    masked = mosaic_background.source_pixels(bkgmask)
     light = covered & (scene > 0.5 * rms)
-    out["bias"] = float(np.mean((sub - scene)[merged & covered])) / rms
-    out["coverage"] = float(merged[light].mean())
+    out["bias"] = float(np.mean((sub - scene)[masked & covered])) / rms
+    out["coverage"] = float(masked[light].mean())
     return out
 
 

@@ -30,7 +30,7 @@ import numpy as np
 
 from ..background import background2d, sky_surface, source_halo
 from ..cli import CeersError, get_logger, option
-from ..masking import SourceMaskParams, tiered_source_mask
+from ..masking import SourceMaskParams, block_reduce, tier_sources, tiered_source_mask
 
 log = get_logger("mosaic_background")
 
@@ -224,7 +224,7 @@ def merge_masks(bit_images):
         raise CeersError("at most 16 mosaics can be merged")
     merged = np.zeros(bit_images[0].shape, dtype=np.uint16)
     for i, bits in enumerate(bit_images):
-        merged |= ((bits & np.uint8(0xFE)) != 0).astype(np.uint16) << np.uint16(i)
+        merged |= tier_sources(bits).astype(np.uint16) << np.uint16(i)
     return merged
 
 
@@ -284,12 +284,8 @@ def bright_halo_boxes(halo, rms, level, box):
     masked pixels; a box either in or out is the same in both cases.
     """
     ny, nx = halo.shape
-    my, mx = -(-ny // box) * box, -(-nx // box) * box
-    pad = ((0, my - ny), (0, mx - nx))
-    mean_halo = np.pad(halo, pad, mode="edge").reshape(my // box, box, mx // box, box).mean((1, 3))
-    mean_rms = np.pad(rms, pad, mode="edge").reshape(my // box, box, mx // box, box).mean((1, 3))
-    bright = np.repeat(np.repeat(mean_halo > level * mean_rms, box, 0), box, 1)
-    return bright[:ny, :nx]
+    bright = block_reduce(halo, box, np.mean) > level * block_reduce(rms, box, np.mean)
+    return np.repeat(np.repeat(bright, box, 0), box, 1)[:ny, :nx]
 
 
 def source_pixels(bkgmask):

@@ -46,10 +46,9 @@ import numpy as np
 from astropy.stats import biweight_location, biweight_midvariance, sigma_clip, sigma_clipped_stats
 from stdatamodels.jwst.datamodels import dqflags
 
-from ..background import (EXPOSURE_HALO_EDGES, background2d, gaussian, halo_entry, pedestal_fit,
-                          source_halo)
+from ..background import EXPOSURE_HALO_EDGES, background2d, gaussian, pedestal_fit, source_halo
 from ..cli import CeersError, get_logger, option
-from ..masking import SourceMaskParams, tiered_source_mask
+from ..masking import SourceMaskParams, tier_sources, tiered_source_mask
 from . import Status
 
 log = get_logger("skyvar")
@@ -237,7 +236,7 @@ def apply(model, params, fmask):
     usable = (dq == 0) & (fmask == 0) & np.isfinite(data)
     fit = sky_pedestal(data, usable, params)
     halo = None
-    sources = (np.asarray(fmask) & ~np.uint8(1)) != 0
+    sources = tier_sources(fmask)
     if params.ped_halo and sources.any():
         # PSF wings and galaxy outskirts below the mask's thresholds raise the unmasked
         # pixels' histogram by a few 1e-4 MJy/sr, most where a large galaxy is masked.
@@ -265,7 +264,6 @@ def apply(model, params, fmask):
         raise CeersError(f"sky variance {sky_var:.3g} and mean VAR_RNOISE {rn_mean:.3g} give no "
                          "usable factor")
     values = {"pedestal": level, "pedestal_method": method, "sky_variance": sky_var,
-              "halo": halo,
               "rnoise_mean": rn_mean, "factor": factor, "blocks_factor": blocks_factor,
               "blind": int((blind & ((dq & DO_NOT_USE) == 0)).sum())}
 
@@ -285,7 +283,8 @@ def apply(model, params, fmask):
              "%.2f s)", level, method, sky_var, params.variance_method, rn_mean, factor,
              blocks_factor, values["seconds"], t_bkg)
     return model, Status(True, "pedestal removed, VAR_RNOISE rescaled", values=values,
-                         products={"bkg": bkg, "bkgsub": bkgsub, "bits": bits, "pedestal": fit})
+                         products={"bkg": bkg, "bkgsub": bkgsub, "bits": bits, "pedestal": fit,
+                                   "halo": halo})
 
 
 # --------------------------------------------------------------------------
@@ -365,7 +364,7 @@ def history_values(values):
            "dr05_blocks_factor": round(values["blocks_factor"], 5)}  # nan: no block free of masks
     if "holes" in values:
         out["holes"] = "/".join(f"{k[4:]}:{v}" for k, v in values["holes"].items())
-    return {**out, **halo_entry(values.get("halo"))}
+    return out
 
 
 def write_bkgsub(path, image, products, entry):

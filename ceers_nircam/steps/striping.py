@@ -40,7 +40,8 @@ from .. import nircam
 from ..background import EXPOSURE_HALO_EDGES, clipped_stats, pedestal, source_halo
 from ..cli import CeersError, get_logger, option
 from ..fitsio import write_images
-from ..masking import SourceMaskParams, dq_mask, tiered_source_mask, upsample_axis
+from ..masking import (SourceMaskParams, dq_mask, tier_sources, tiered_source_mask,
+                       upsample_axis)
 from . import Status
 
 log = get_logger("striping")
@@ -230,7 +231,7 @@ def apply(model, params, flat, source_bits=None, mask_params=SourceMaskParams())
             rest = image - (patterns["horiz"] + patterns["vert"])
         rest[~np.isfinite(rest)] = 0
         columns = np.broadcast_to(np.arange(image.shape[1]), image.shape)
-        halo = source_halo(rest, (source_bits & ~np.uint8(1)) != 0, ~excluded, 0.0,
+        halo = source_halo(rest, tier_sources(source_bits), ~excluded, 0.0,
                            np.zeros(image.shape, np.float32), params.halo_edges, stride=3,
                            offsets=(amplifier_rows(image.shape, noutputs), columns))
         clean = image - halo.image
@@ -254,7 +255,6 @@ def apply(model, params, flat, source_bits=None, mask_params=SourceMaskParams())
         log.info("1/f: source halos left out of the patterns, ring weights %s (edges %s px)",
                  ", ".join(f"{w:.3g}" for w in halo.weights),
                  ", ".join(f"{e:g}" for e in halo.edges))
-        values["halo_weights"] = [float(w) for w in halo.weights]
     patterns["halo"] = halo
     return model, Status(True, "striping removed", values=values,
                          products={"mask": source_bits, **patterns})

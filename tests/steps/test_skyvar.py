@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 from stdatamodels.jwst import datamodels
 
+from ceers_nircam.background import EXPOSURE_HALO_EDGES
 from ceers_nircam.cli import CeersError
 from ceers_nircam.steps import skyvar
 
@@ -138,7 +139,7 @@ def test_apply_on_a_small_image(tmp_path):
     assert np.all(model.dq[:4] & datamodels.dqflags.pixel["DO_NOT_USE"])
     assert np.isinf(model.var_poisson[200, 200])
     assert model.meta.background.level == status.values["pedestal"]
-    assert set(status.products) == {"bkg", "bkgsub", "bits", "pedestal"}
+    assert set(status.products) == {"bkg", "bkgsub", "bits", "pedestal", "halo"}
     assert status.products["pedestal"].value == status.values["pedestal"]
     png = skyvar.plot_sky(str(tmp_path / "sky.png"), status.products, "test")
     with open(png, "rb") as fh:
@@ -168,6 +169,7 @@ def test_pedestal_leaves_out_the_light_sources_spread_beyond_the_mask(ped_halo):
           f"(halo light over the unmasked pixels {halos[~mask].mean():.5f}; noise 0.01)")
     if ped_halo:
         assert abs(error) < 0.2 * halos[~mask].mean()
-        assert "halo_weights" in skyvar.history_values(status.values)
+        assert len(status.products["halo"].weights) == len(EXPOSURE_HALO_EDGES) - 1
     else:
+        assert status.products["halo"] is None
         assert error > 0.5 * halos[~mask].mean()

@@ -199,7 +199,7 @@ def test_source_light_beyond_the_mask_is_not_taken_for_stripes(halo_iterations):
     taken -= np.median(taken)
     outskirts = (bits == 0) & (disc > 0.002)
     kept = 1 - taken[outskirts].mean() / disc[outskirts].mean()
-    print(f"halo iterations {halo_iterations}: rows through the disc off by {bias / floor:+.2f} "
+    print(f"\nhalo iterations {halo_iterations}: rows through the disc off by {bias / floor:+.2f} "
           f"times the noise of their mean; {kept:.3f} of the outskirts' light kept")
     if halo_iterations == 0:  # DR0.5: the outskirts raise the rows through the disc
         assert bias > 3 * floor
