@@ -37,6 +37,7 @@ from astropy.table import Table
 
 from .. import names, nircam
 from ..cli import CeersError, get_logger, option
+from ..fitsio import atomic_path
 from .sourcecat import DetectionParams
 
 log = get_logger("astrometry")
@@ -226,15 +227,22 @@ def run_tweakreg(models, pars):
 
 
 def write_catalogs(models, catalogs, directory, tag="cat"):
-    """Write one ECSV per image and TweakReg's catfile naming them; return the catfile path."""
+    """Write one ECSV per image and TweakReg's catfile naming them; return the catfile path.
+
+    The catfile is named after the first image: alignments of other filters
+    or detectors run at the same time in the same directory, and a catfile
+    they share would be rewritten under TweakReg, which then silently
+    detects its own sources for the images it does not find listed.
+    """
     lines = []
     for model, cat in zip(models, catalogs):
         name = model.meta.filename.replace(".fits", f"_{tag}.ecsv")
         path = os.path.join(os.path.abspath(directory), name)
         cat.write(path, format="ascii.ecsv", overwrite=True)
         lines.append(f"{model.meta.filename} {path}")
-    catfile = os.path.join(directory, f"catfile_{tag}.txt")
-    with open(catfile, "w") as fh:
+    stem = os.path.splitext(models[0].meta.filename)[0]
+    catfile = os.path.join(directory, f"{stem}_{tag}_catfile.txt")
+    with atomic_path(catfile) as tmp, open(tmp, "w") as fh:
         fh.write("\n".join(lines) + "\n")
     return catfile
 

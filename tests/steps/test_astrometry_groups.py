@@ -86,3 +86,24 @@ def test_group_catalogs_use_the_aligned_wcs(catalog_kind):
     assert len(out[0]) + len(out[1]) == 3
     if catalog_kind == "weighted":
         assert list(out[0]["y"]) == [200.0] and list(out[1]["y"]) == [100.0, 300.0]
+
+
+def test_catfiles_of_alignments_sharing_a_directory_do_not_overwrite_each_other(tmp_path):
+    """Filters are aligned side by side into one catalog directory; each keeps its catfile."""
+    from stdatamodels.jwst.datamodels import ImageModel
+
+    runs = {}
+    for filt in ("02201", "04201"):
+        models, catalogs = [], []
+        for dither in (1, 2):
+            model = ImageModel((8, 8))
+            model.meta.filename = f"jw01345001001_{filt}_0000{dither}_nrca1_cal.fits"
+            models.append(model)
+            catalogs.append(Table({"x": [1.0 * dither], "y": [2.0], "weight": [3.0]}))
+        runs[filt] = (models, astrometry.write_catalogs(models, catalogs, tmp_path))
+    assert runs["02201"][1] != runs["04201"][1]
+    for filt, (models, catfile) in runs.items():
+        listed = dict(line.split() for line in open(catfile).read().splitlines())
+        assert sorted(listed) == sorted(m.meta.filename for m in models)
+        for name, path in listed.items():
+            assert Table.read(path)["x"][0] == int(name.split("_")[2])  # the dither's own catalog
