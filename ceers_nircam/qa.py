@@ -32,13 +32,16 @@ def onset_coverage(flags, events, ngroups=None):
 
     ``flags`` is a ramp's GROUPDQ, or the bits per group of
     :func:`ceers_nircam.steps.snowballs.flagged_groups` (``snowball_wrapper.py --save_mask``
-    keeps them), with ``ngroups`` the ramp's number of groups.
+    keeps them), with ``ngroups`` the ramp's number of groups. The halo of a
+    snowball arriving in the last group is the part its share of the charge
+    makes detectable there (:func:`ceers_nircam.offline.artifacts.recorded_halos`).
     """
-    from .offline.artifacts import snowball_footprint
+    from .offline.artifacts import recorded_halos, snowball_footprint
     from .steps.snowballs import flagged_groups
 
     if np.ndim(flags) == 4:
         ngroups, flags = flags.shape[1], flagged_groups(flags)
+    events = recorded_halos(events, ngroups)
     shape = flags.shape
     science = ~nircam.reference_pixel_mask()[: shape[0], : shape[1]]
     out = []

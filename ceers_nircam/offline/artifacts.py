@@ -223,6 +223,22 @@ def snowball_footprint(events, shape, part="halo"):
     return mask
 
 
+def recorded_halos(events, ngroups):
+    """The snowballs with the halo their ramp records: a snowball arriving in the
+    last group leaves there only its ``fraction`` of the charge, and no later
+    group holds the rest, so its detectable halo ends where that share of the
+    deposit falls to HALO_EDGE_DN (the core at least)."""
+    out = events.copy()
+    last = np.asarray(out["group"]) >= ngroups - 1
+    if last.any():
+        core, halo = np.asarray(out["core_radius"], float), np.asarray(out["halo_radius"], float)
+        edge = np.asarray(out["core_edge_dn"], float)
+        scale = (halo - core) / np.log(edge / HALO_EDGE_DN)
+        seen = np.log(np.maximum(np.asarray(out["fraction"], float) * edge / HALO_EDGE_DN, 1.0))
+        out["halo_radius"] = np.where(last, core + scale * seen, halo)
+    return out
+
+
 def snowball_charge(event, shape=(inst.NPIX, inst.NPIX), sensitive=None):
     """Deposited charge (DN) of one snowball: (row indices, column indices, DN, in core).
 

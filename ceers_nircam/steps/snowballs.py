@@ -6,7 +6,9 @@ large clusters of jumps, per group plane, in tiers of (detection radius,
 grow radius); DR0.5 used (7, 7) and (15, 35):
 
 1. jumps = pixels flagged JUMP_DET; median-filter that boolean plane with a
-   disk of the detection radius, which keeps only large groups of jumps;
+   disk of the detection radius, which keeps only large groups of jumps
+   (here the pixels that saturate in the group count as jumps too, see
+   :func:`saturation_onsets`; ``--legacy_saturated_cores`` leaves them out);
 2. saturated pixels within the detection radius of what survived (the
    saturated core the jump step cannot flag) join the jumps, and the median
    filter is applied again;
@@ -58,6 +60,10 @@ class SnowballParams:
                                nargs="+", type=float)
     legacy_jump_test: bool = option(False, "test jump flags as dq == JUMP_DET exactly (the "
                                            "original; misses pixels carrying another flag too)")
+    legacy_saturated_cores: bool = option(False, "count only jump flags in the first median "
+                                                 "filter (the original; a snowball whose "
+                                                 "saturated core fills half the detection disk "
+                                                 "is then never expanded)")
 
     def __post_init__(self):
         if len(self.detect_radii) != len(self.grow_radii):
@@ -71,6 +77,17 @@ class SnowballParams:
 def jump_plane(gdq, legacy=False):
     """Pixels of a GROUPDQ plane flagged as jumps (bitwise, or the exact legacy test)."""
     return gdq == JUMP_DET if legacy else (gdq & JUMP_DET) != 0
+
+
+def saturation_onsets(sat, sat_before):
+    """Pixels that saturate in this group and did not in the group before.
+
+    Such a pixel jumped into saturation, but the jump step cannot flag it: a
+    saturated group has no usable difference. A snowball's core saturates at
+    once, so without these its jump flags are only the ring around the core,
+    and when the core fills half the detection disk no median survives.
+    """
+    return sat & ~sat_before
 
 
 def _majority(footprint):
@@ -192,12 +209,17 @@ def expand_groupdq(groupdq, params=SnowballParams(), plain=False, first_group=No
     expand = expand_plane_plain if plain else expand_plane
     added = 0
     for i in range(groupdq.shape[0]):
+        before = None
         for g in range(groupdq.shape[1]):
             plane = groupdq[i, g]
+            sat = (plane & SATURATED) != 0
             jumps = jump_plane(plane, params.legacy_jump_test)
+            if before is not None and not params.legacy_saturated_cores:
+                jumps |= saturation_onsets(sat, before)
+            before = sat
             if not jumps.any():
                 continue
-            grown = expand(jumps, (plane & SATURATED) != 0, params.tiers)
+            grown = expand(jumps, sat, params.tiers)
             new = grown & ((plane & JUMP_DET) == 0)
             added += int(new.sum())
             plane[grown] |= np.uint8(JUMP_DET)

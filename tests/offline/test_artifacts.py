@@ -35,6 +35,23 @@ def test_snowballs_land_in_any_group_after_the_first_partly_in_their_onset_group
     assert np.all(np.asarray(events["release"]) > 0)
 
 
+def test_a_snowball_in_the_last_group_records_the_halo_of_its_share_of_the_charge():
+    events = artifacts.snowball_events(np.random.default_rng(4), 400, FRAMES_9)
+    recorded = artifacts.recorded_halos(events, 9)
+    last = np.asarray(events["group"]) == 8
+    assert 20 < last.sum() < 200
+    np.testing.assert_array_equal(recorded["halo_radius"][~last], events["halo_radius"][~last])
+    assert np.all(recorded["halo_radius"][last] >= events["core_radius"][last])
+    assert np.all(recorded["halo_radius"][last] <= events["halo_radius"][last])
+    # the share of the halo charge the last group holds is HALO_EDGE_DN at the recorded edge
+    scale = ((events["halo_radius"] - events["core_radius"])
+             / np.log(events["core_edge_dn"] / artifacts.HALO_EDGE_DN))
+    shrunk = last & (np.asarray(recorded["halo_radius"]) > np.asarray(events["core_radius"]))
+    edge_dn = (events["fraction"] * events["core_edge_dn"]
+               * np.exp(-(recorded["halo_radius"] - events["core_radius"]) / scale))
+    np.testing.assert_allclose(np.asarray(edge_dn)[shrunk], artifacts.HALO_EDGE_DN, rtol=1e-9)
+
+
 def test_snowball_has_saturated_core_halo_wing_and_slow_release():
     ev = Table(rows=[(500.0, 400.0, 5.0, 15.0, 1500.0, 0.6, 30.0, 300.0, 3, 0.5, 0.05)],
                names=("x", "y", "core_radius", "halo_radius", "core_edge_dn", "axis_ratio",

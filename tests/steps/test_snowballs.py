@@ -87,9 +87,32 @@ def test_legacy_test_misses_jumps_that_carry_another_flag():
     gdq, _ = _ramp_dq()
     gdq[0, 2][(gdq[0, 2] & JUMP) != 0] |= np.uint8(2)  # every halo jump also flagged saturated
     legacy = gdq.copy()
-    snowballs.expand_groupdq(gdq)
-    snowballs.expand_groupdq(legacy, snowballs.SnowballParams(legacy_jump_test=True))
+    # Saturation onsets would count those pixels anyway; this compares the jump tests alone.
+    snowballs.expand_groupdq(gdq, snowballs.SnowballParams(legacy_saturated_cores=True))
+    snowballs.expand_groupdq(legacy, snowballs.SnowballParams(legacy_jump_test=True,
+                                                              legacy_saturated_cores=True))
     assert ((gdq[0, 2] & JUMP) != 0).sum() > ((legacy[0, 2] & JUMP) != 0).sum()
+
+
+@pytest.mark.parametrize("core", [5.0, 6.5])
+def test_a_saturated_core_filling_the_detection_disk_is_expanded(core):
+    """The jump step flags only the ring around a core that saturates at once; the
+    pixels saturating in that group count as jumps, and the snowball is grown."""
+    gdq, r = _ramp_dq()
+    gdq[0, 2:][:, (r <= core)] = SAT
+    gdq[0, 2][(r > core) & (r <= core + 3)] = JUMP
+    gdq[0, 2][r > core + 3] = 0
+    legacy = gdq.copy()
+    snowballs.expand_groupdq(gdq)
+    snowballs.expand_groupdq(legacy, snowballs.SnowballParams(legacy_saturated_cores=True))
+    flagged, old = (gdq[0, 2] & (JUMP | SAT)) != 0, (legacy[0, 2] & (JUMP | SAT)) != 0
+    assert not old[r > core + 3].any()  # the original never expands it
+    assert flagged[r <= core + 3 + 5].all() and not flagged[r > core + 3 + 7 + 1].any()
+    # a core saturated from the first group on (a bright star) has no onset
+    star = np.zeros_like(gdq)
+    star[0, :, r <= core] = SAT
+    snowballs.expand_groupdq(star)
+    assert not (star & JUMP).any()
 
 
 def test_apply_on_a_ramp_model():
