@@ -80,8 +80,23 @@ def wisp_template_name(detector, filt):
     return f"wisps_{detector.lower()}_{filt.upper()}.fits"
 
 
+def _holds(path, image):
+    """True when the FITS file ``path`` exists and its primary data equal ``image``."""
+    if not os.path.exists(path):
+        return False
+    try:
+        return np.array_equal(fits.getdata(path), image, equal_nan=True)
+    except (OSError, ValueError, TypeError):
+        return False
+
+
 def write_wisp_templates(directory, detectors=WISP_DETECTORS, filters=WISP_FILTERS):
-    """Write the synthetic templates for the given wisp detectors and filters."""
+    """Write the synthetic templates for the given wisp detectors and filters.
+
+    A template already there is kept only if it is the one this version
+    makes, so that a directory left by an older version is brought up to
+    date rather than trusted.
+    """
     os.makedirs(directory, exist_ok=True)
     paths = []
     for det in detectors:
@@ -91,8 +106,9 @@ def write_wisp_templates(directory, detectors=WISP_DETECTORS, filters=WISP_FILTE
             if filt not in WISP_FILTERS:
                 continue
             path = os.path.join(directory, wisp_template_name(det, filt))
-            if not os.path.exists(path):
-                hdu = fits.PrimaryHDU(wisp_template(det, filt))
+            template = wisp_template(det, filt)
+            if not _holds(path, template):
+                hdu = fits.PrimaryHDU(template)
                 hdu.header["DETECTOR"] = det
                 hdu.header["FILTER"] = filt
                 hdu.header["BUNIT"] = "DN/s"

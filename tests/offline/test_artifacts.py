@@ -1,5 +1,7 @@
 """Snowballs, cosmic rays and wisps as flight NIRCam shows them, checked on the generators."""
 
+import os
+
 import numpy as np
 import pytest
 from astropy.table import Table
@@ -154,3 +156,17 @@ def test_wisp_differs_from_template_yet_its_template_scale_is_exact(detector):
 def test_nrcb4_has_the_strongest_wisp():
     peaks = {d: np.nanmax(artifacts.wisp_template(d, "F200W")) for d in artifacts.WISP_DETECTORS}
     assert max(peaks, key=peaks.get) == "NRCB4"
+
+
+def test_wisp_templates_left_by_another_version_are_rewritten(tmp_path):
+    from astropy.io import fits
+
+    paths = artifacts.write_wisp_templates(tmp_path, ["NRCA3"], ["F150W", "F200W"])
+    assert len(paths) == 2
+    stale, current = paths
+    with fits.open(stale, mode="update") as hdul:
+        hdul[0].data = hdul[0].data * 2  # an older generator's template
+    before = os.stat(current).st_mtime_ns
+    assert artifacts.write_wisp_templates(tmp_path, ["NRCA3"], ["F150W", "F200W"]) == paths
+    np.testing.assert_array_equal(fits.getdata(stale), artifacts.wisp_template("NRCA3", "F150W"))
+    assert os.stat(current).st_mtime_ns == before  # an up-to-date template is not rewritten
