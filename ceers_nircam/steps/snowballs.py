@@ -20,7 +20,7 @@ flight-like snowballs (halo radii 7-28 pixels, about 50 per 1000 s) and
 cosmic rays it flags every core and halo from the onset just as DR0.5's two
 tiers do, and gives the same rates in the snowball footprints, while the
 second tier's 35-pixel growth flags ten times more pixels beyond the
-snowballs' faint wings (4% of the detector rather than 0.3%); the test
+snowballs' faint wings (4% of the detector rather than 0.4%); the test
 suite prints both. ``--detect_radii 7 15 --grow_radii 7 35`` is DR0.5.
 
 :func:`expand_plane_plain` is that algorithm written with scipy filters over
