@@ -182,6 +182,13 @@ def snowball_count(rng, duration, rate=SNOWBALL_RATE, spread=SNOWBALL_SPREAD, ar
     return int(rng.poisson(rate * factor * duration * area))
 
 
+def halo_scale(core_radius, halo_radius, core_edge_dn):
+    """e-folding length (pixels) of a snowball halo falling from ``core_edge_dn`` at the core
+    edge to HALO_EDGE_DN at the halo radius."""
+    return (np.asarray(halo_radius, float) - np.asarray(core_radius, float)) / np.log(
+        np.asarray(core_edge_dn, float) / HALO_EDGE_DN)
+
+
 def snowball_events(rng, n, frame_times, shape=(inst.NPIX, inst.NPIX)):
     """Random snowballs: large jump events with saturated cores.
 
@@ -203,7 +210,7 @@ def snowball_events(rng, n, frame_times, shape=(inst.NPIX, inst.NPIX)):
     t["core_edge_dn"] = rng.uniform(1500.0, 7500.0, n)
     # The halo falls exponentially from the core edge through HALO_EDGE_DN at
     # the halo radius and on to WING_END_DN.
-    scale = (t["halo_radius"] - t["core_radius"]) / np.log(t["core_edge_dn"] / HALO_EDGE_DN)
+    scale = halo_scale(t["core_radius"], t["halo_radius"], t["core_edge_dn"])
     t["outer_radius"] = t["core_radius"] + scale * np.log(t["core_edge_dn"] / WING_END_DN)
     elongated = rng.uniform(0, 1, n) < ELONGATED_FRACTION
     t["axis_ratio"] = np.where(elongated, rng.uniform(0.4, 0.8, n), 1.0)
@@ -249,7 +256,7 @@ def recorded_halos(events, ngroups):
     if last.any():
         core, halo = np.asarray(out["core_radius"], float), np.asarray(out["halo_radius"], float)
         edge = np.asarray(out["core_edge_dn"], float)
-        scale = (halo - core) / np.log(edge / HALO_EDGE_DN)
+        scale = halo_scale(core, halo, edge)
         seen = np.log(np.maximum(np.asarray(out["fraction"], float) * edge / HALO_EDGE_DN, 1.0))
         out["halo_radius"] = np.where(last, core + scale * seen, halo)
     return out
@@ -270,7 +277,7 @@ def snowball_charge(event, shape=(inst.NPIX, inst.NPIX), sensitive=None):
     inside = (r <= event["outer_radius"]) & (xx >= 0) & (yy >= 0) & (xx < shape[1]) & (yy < shape[0])
     if sensitive is not None:
         inside[inside] = sensitive[yy[inside], xx[inside]]
-    scale = (event["halo_radius"] - event["core_radius"]) / np.log(event["core_edge_dn"] / HALO_EDGE_DN)
+    scale = halo_scale(event["core_radius"], event["halo_radius"], event["core_edge_dn"])
     core = r <= event["core_radius"]
     dn = np.where(core, full_well_dn, event["core_edge_dn"] * np.exp(-(r - event["core_radius"]) / scale))
     return yy[inside], xx[inside], dn[inside], core[inside]
