@@ -235,6 +235,11 @@ def apply(model, params, flat, source_bits=None, mask_params=SourceMaskParams())
                            np.zeros(image.shape, np.float32), params.halo_edges, stride=3,
                            offsets=(amplifier_rows(image.shape, noutputs), columns))
         clean = image - halo.image
+        # The pedestal above was measured with the halo light in the unmasked pixels; the
+        # patterns of what the halo leaves would take that light's mean with them and put
+        # it back into the image as a constant. The step keeps the sky level as it found it.
+        shift, _ = pedestal(clean[~masked], fit_halfwidth=params.pedestal_halfwidth or None)
+        clean = clean - np.float32(shift)
         patterns = measure_patterns(clean, masked, noutputs, params.thresh, stats,
                                     params.pattern_iters)
     pattern = patterns["horiz"] + patterns["vert"]
