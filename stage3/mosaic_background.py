@@ -4,7 +4,8 @@
 For each mosaic: <stem>_bkgsub1.fits (first background, own tiered mask);
 then merged_mask.fits (sources of every band, HST mosaics included with
 --hst); then <stem>_mbkgsub1.fits (background with the merged mask, BKGD and
-BKGMASK extensions) and a PNG preview <stem>_mask.png. Usage: stage3.md.
+BKGMASK extensions, and the APERNOISE table of empty-aperture noise over ERR)
+and a PNG preview <stem>_mask.png. Usage: stage3.md.
 """
 
 import dataclasses
@@ -54,8 +55,13 @@ def _main(argv):
         data, off = mb.read_mosaic(m.path)
         bkg, bkgmask, halo = mb.final_background(data, off, merged, m.params)
         text = history.describe(STEP, {**entry, "band": m.band, "merged_mask": params.merged_mask,
-                                       **halo_entry(halo)})
-        mb.write_subtracted(products[m.path]["mbkgsub1"], m.path, bkg, bkgmask, text)
+                                       **halo_entry(halo), "aperture_radii":
+                                       ",".join(f"{r:g}" for r in params.aperture_radii)})
+        curve = mb.write_subtracted(products[m.path]["mbkgsub1"], m.path, bkg, bkgmask, text,
+                                    params.aperture_radii)
+        if curve:
+            log.info("%s: empty-aperture noise / ERR's prediction: %s", m.band,
+                     ", ".join(f"r={c.radius:g} {c.ratio:.3f}" for c in curve))
         if not params.no_png:
             mb.preview(products[m.path]["mbkgsub1"][: -len("_mbkgsub1.fits")] + "_mask.png",
                        data, off, mb.source_pixels(bkgmask),

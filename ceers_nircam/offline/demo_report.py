@@ -29,7 +29,7 @@ from astropy.table import Table
 from astropy.wcs import WCS
 from stdatamodels.jwst import datamodels
 
-from .. import figures, history, qa, reffiles
+from .. import apertures, figures, history, qa, reffiles
 from ..cli import get_logger
 from ..fitsio import atomic_path
 from ..nircam import filter_channel
@@ -441,6 +441,7 @@ def measure_mosaic(outdir, exps, filt):
     wcs = WCS(header)
     with fits.open(base + "_mbkgsub1.fits") as final:
         sub, bkgmask = final["SCI"].data.astype(np.float32), final["BKGMASK"].data
+        curve = Table(final["APERNOISE"].data)
     out = {"filter": filt, "grid": dataclasses.asdict(grid)}
 
     # positions and photometry of isolated compact truth sources
@@ -465,7 +466,8 @@ def measure_mosaic(outdir, exps, filt):
     out["phot_ratio"] = (measured[good] / expected[good]).tolist()
 
     # noise and error map
-    out["empty"] = {r: validate.empty_aperture_noise(image, err, scene, r) for r in (3, 6)}
+    out["empty"] = {r: (validate.empty_aperture_noise(sub, err, scene, r), apertures.ratio_at(curve, r))
+                    for r in (3, 6)}
     finite, nodata = validate.err_at_bad_pixels(
         err, image, wcs, [(e.path("a3001_match"), e.truth["badpix"]) for e in exps if e.filter == filt])
     out["holes_n"], out["holes_nodata"] = int(finite.size), nodata
@@ -500,9 +502,11 @@ def mosaic_section(outdir, results, filters, figs):
                             float(np.median(ratio)) if ratio.size else float("nan"), low=0.98,
                             high=1.02, note=f"{ratio.size} sources, robust scatter "
                                             f"{qa.robust_sigma(ratio):.3f}" if ratio.size else ""))
-        for radius, (noise, predicted, n) in r["empty"].items():
-            checks.append(Check(f"{filt}: empty-aperture noise / ERR (r = {radius} px)",
-                                noise / predicted, low=0.9, high=1.1, note=f"{n} apertures"))
+        for radius, (empty, factor) in r["empty"].items():
+            checks.append(Check(f"{filt}: empty-aperture noise / (ERR x APERNOISE ratio) "
+                                f"(r = {radius} px)", empty.ratio / factor, low=0.9, high=1.1,
+                                note=f"{empty.count} apertures; over ERR alone {empty.ratio:.3f}, "
+                                     f"the step's ratio {factor:.3f}"))
         low, p1, median, p99 = r["holes"]
         note = (f"{r['holes_n']} bad pixels; median {median:.3f}, 1-99%: {p1:.3f}-{p99:.3f} "
                 "(higher where a bad pixel takes one of a few exposures away); "
@@ -525,7 +529,9 @@ def mosaic_section(outdir, results, filters, figs):
                    "Positions: windowed centroids of isolated compact truth sources brighter than "
                    "25 mag in the background-subtracted mosaic, against their true sky positions. "
                    "Photometry: the same aperture on the mosaic and on its truth. Noise: apertures "
-                   "on empty sky against the ERR map; ERR at injected bad pixels against their "
+                   "on sky the truth says is empty against the ERR map times the ratio the mosaic "
+                   "background step measured for the pixels' correlated noise (APERNOISE); "
+                   "ERR at injected bad pixels against their "
                    "neighbours (a hole in the variance would make it far lower). Background: the final background-subtracted mosaic against the "
                    "truth under the source mask (the merged tiers, grown where the fitted source halos are "
                    "bright), and that mask against the source light.",

@@ -388,37 +388,22 @@ def mosaic_sky_rms(image, scene):
 
 
 def empty_aperture_noise(image, err, scene, radius):
-    """Noise in circular apertures of ``radius`` pixels laid on a grid of a mosaic where
-    no source light falls, against what its ERR map predicts.
+    """:func:`ceers_nircam.apertures.aperture_noise` of a mosaic where no source light
+    falls, by the truth.
 
-    The sky is first removed with a 64-pixel Background2D masked by the scene.
-    Returns (measured robust scatter of the aperture sums, median ERR prediction,
-    number of apertures).
+    The sky is first removed with a 64-pixel Background2D masked by the scene;
+    apertures touching light above 2% of the noise are left out.
+    Returns an :class:`~ceers_nircam.apertures.ApertureNoise`.
     """
+    from ..apertures import aperture_noise
     from ..background import background2d
 
     image = np.asarray(image, dtype=np.float32)
     empty = np.isfinite(image) & np.isfinite(err)
     rms = np.nanstd((image - scene)[_sourceless(image, scene, empty)][::7])
-    near_source = scene > 0.02 * rms
-    bkg, _ = background2d(image, ~empty | near_source, box=64, filter_size=3)
-    image = image - bkg
-    yy, xx = np.mgrid[-radius - 2:radius + 3, -radius - 2:radius + 3]
-    inside = np.hypot(xx, yy) <= radius
-    half = radius + 2
-    sums, predicted = [], []
-    for yc in range(half + 5, image.shape[0] - half - 5, 2 * half + 3):
-        for xc in range(half + 5, image.shape[1] - half - 5, 2 * half + 3):
-            cut = (slice(yc - half, yc + half + 1), slice(xc - half, xc + half + 1))
-            if not empty[cut].all() or near_source[cut].any():
-                continue
-            sums.append(image[cut][inside].sum())
-            predicted.append(np.sqrt(np.sum(err[cut][inside] ** 2)))
-    if not sums:
-        return np.nan, np.nan, 0
-    sums = np.array(sums)
-    measured = 1.4826 * np.median(np.abs(sums - np.median(sums)))
-    return float(measured), float(np.median(predicted)), int(sums.size)
+    excluded = ~empty | (scene > 0.02 * rms)
+    bkg, _ = background2d(image, excluded, box=64, filter_size=3)
+    return aperture_noise(image - bkg, err, excluded, radius)
 
 
 def err_at_pixels(err, x, y):

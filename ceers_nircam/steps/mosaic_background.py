@@ -10,7 +10,11 @@ CEERS's last step on the mosaics of a pointing:
    into one mask: a faint source seen in one band is masked in all;
 3. per mosaic, Background2D with the merged mask plus the mosaic's own
    off-detector pixels, subtracted: ``<mosaic>_mbkgsub1.fits``, with the
-   background (BKGD) and the mask used (BKGMASK).
+   background (BKGD) and the mask used (BKGMASK);
+4. (not in DR0.5) on the subtracted mosaic, the noise of empty apertures of
+   several radii over what ERR predicts for them (:mod:`ceers_nircam.apertures`):
+   the APERNOISE table of ``_mbkgsub1.fits``, the factor by which an aperture
+   error from ERR is multiplied for the pixels' correlated noise.
 
 The tiered mask and the background are the same code stage 1 and the
 per-image sky step use (:mod:`ceers_nircam.masking`,
@@ -28,6 +32,7 @@ import warnings
 
 import numpy as np
 
+from .. import apertures
 from ..background import background2d, sky_surface, source_halo
 from ..cli import CeersError, get_logger, option
 from ..masking import SourceMaskParams, block_reduce, tier_sources, tiered_source_mask
@@ -311,6 +316,10 @@ class MosaicBackgroundParams:
     merged_mask: str = option("merged_mask.fits", "file name of the merged mask in --output_dir")
     no_png: bool = option(False, "do not write the PNG previews")
     overwrite: bool = option(False, "redo a pointing whose products are complete")
+    aperture_radii: tuple = option((1.0, 2.0, 3.0, 4.0, 6.0, 8.0, 12.0),
+                                   "radii (mosaic pixels) of the empty apertures whose noise over "
+                                   "ERR's prediction goes to the APERNOISE table of _mbkgsub1 "
+                                   "(not in DR0.5; give none for no table)", nargs="*", type=float)
 
 
 def output_path(path, suffix, output_dir):
@@ -374,9 +383,22 @@ def write_bkgsub(path, source, image, bkg, bits, entry):
         fits.ImageHDU(bkg, name="BKGD"), fits.ImageHDU(bits, name="BKGMASK")]), path)
 
 
-def write_subtracted(path, source, bkg, bkgmask, entry):
+def aperture_noise_curve(hdul, bkgmask, radii):
+    """Empty-aperture noise over ERR's prediction on a background-subtracted mosaic, at
+    ``radii``, outside the sources and empty pixels of ``bkgmask``; None without radii or
+    without an ERR extension (HST mosaics)."""
+    if not radii or "ERR" not in [h.name.upper() for h in hdul]:
+        return None
+    excluded = (np.asarray(bkgmask) & (OFF_DETECTOR | SOURCES | HALO)) != 0
+    box = covered_box(~excluded) or (slice(None), slice(None))
+    image = science_hdu(hdul).data[box]
+    return apertures.noise_curve(image, hdul["ERR"].data[box], excluded[box], radii)
+
+
+def write_subtracted(path, source, bkg, bkgmask, entry, radii=()):
     """``_mbkgsub1.fits``: the whole mosaic file with the background subtracted from SCI and
-    BKGD and BKGMASK appended (the other extensions copied as they are)."""
+    BKGD and BKGMASK appended (the other extensions copied as they are), and the APERNOISE
+    table of :func:`aperture_noise_curve` at ``radii``. Returns the curve (None without)."""
     from astropy.io import fits
 
     from ..fitsio import write_hdulist
@@ -386,10 +408,12 @@ def write_subtracted(path, source, bkg, bkgmask, entry):
         with np.errstate(invalid="ignore"):
             sci.data = (np.asarray(sci.data, dtype=np.float32) - bkg).astype(np.float32)
         hdul[0].header["HISTORY"] = entry
-        out = fits.HDUList([h for h in hdul] + [fits.ImageHDU(bkg, name="BKGD"),
-                                               fits.ImageHDU(bkgmask, name="BKGMASK")])
-        write_hdulist(out, path)
-    return path
+        curve = aperture_noise_curve(hdul, bkgmask, radii)
+        extra = [fits.ImageHDU(bkg, name="BKGD"), fits.ImageHDU(bkgmask, name="BKGMASK")]
+        if curve is not None:
+            extra.append(apertures.curve_hdu(curve))
+        write_hdulist(fits.HDUList([h for h in hdul] + extra), path)
+    return curve
 
 
 def write_merged(path, merged, names, entry):
@@ -454,6 +478,8 @@ def check_inputs(nircam_paths, params):
 
     if not params.pointing:
         raise CeersError("missing required option --pointing")
+    if any(not r > 0 for r in params.aperture_radii):
+        raise CeersError(f"--aperture_radii must be positive (got {params.aperture_radii})")
     pointing = f"nircam{pointing_number(params.pointing)}"
     if pointing not in survey.MOSAIC_GRIDS:
         raise CeersError(f"pointing {params.pointing}: no DR0.5 grid (known: nircam1, nircam2, "

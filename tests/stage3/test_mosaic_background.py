@@ -14,9 +14,10 @@ import shutil
 import numpy as np
 import pytest
 from astropy.io import fits
+from astropy.table import Table
 
 import stage3_data as data
-from ceers_nircam import history
+from ceers_nircam import apertures, history
 from ceers_nircam.masking import tier_sources
 from ceers_nircam.offline import validate
 from ceers_nircam.steps import mosaic_background as mb
@@ -78,7 +79,8 @@ def test_products_and_inputs(backgrounds, mosaics):
         with fits.open(Backgrounds.product(directory, filt, "mbkgsub1")) as out, \
                 fits.open(mosaics.i2d[filt]) as i2d:
             names = [h.name for h in out]
-            assert names[-2:] == ["BKGD", "BKGMASK"] and "ERR" in names and "WHT" in names
+            assert names[-3:] == ["BKGD", "BKGMASK", "APERNOISE"]
+            assert "ERR" in names and "WHT" in names
             np.testing.assert_allclose(out["SCI"].data + out["BKGD"].data, i2d["SCI"].data,
                                        atol=1e-6, equal_nan=True)
             off = ~np.isfinite(i2d["SCI"].data)
@@ -154,6 +156,24 @@ def test_the_merged_mask_covers_the_source_light(backgrounds, mosaics, filt):
     assert coverage >= 0.95
 
 
+@pytest.mark.parametrize("filt", FILTERS)
+@pytest.mark.parametrize("radius", [3, 6])
+def test_empty_aperture_noise_matches_err_with_its_curve(backgrounds, mosaics, filt, radius):
+    """Apertures on sky the truth says is empty, against ERR's prediction times the APERNOISE
+    ratio the step measured with its own source mask, without the truth."""
+    with fits.open(Backgrounds.product(backgrounds.plain[filt], filt, "mbkgsub1")) as out:
+        image, err = out["SCI"].data.astype(np.float32), out["ERR"].data
+        curve = Table(out["APERNOISE"].data)
+    scene = fits.getdata(mosaics.scene[filt], "SCI")
+    result = validate.empty_aperture_noise(image, err, scene, radius)
+    factor = apertures.ratio_at(curve, radius)
+    corrected = result.measured / (result.predicted * factor)
+    print(f"\n{filt} r={radius}: {result.count} empty apertures; noise over ERR's prediction "
+          f"{result.ratio:.3f}; the step's APERNOISE ratio {factor:.3f}; corrected {corrected:.3f}")
+    assert result.count > 200
+    assert corrected == pytest.approx(1.0, abs=0.10)
+
+
 # --------------------------------------------------------------------------
 # small crops of the mosaics: HST mosaics and bad inputs
 
@@ -220,6 +240,7 @@ def test_hst_mosaics_join_the_merged_mask(crops, tmp_path):
     ("other_pointing", "lies outside nircam2's grid"),
     ("other_grid", "pixel grid differs"),
     ("unknown_section", "unknown band section [hst_deep]"),
+    ("bad_radius", "--aperture_radii must be positive"),
 ])
 def test_bad_inputs_are_one_line_errors_and_write_nothing(crops, tmp_path, case, message):
     config = crops["config"]
@@ -230,6 +251,8 @@ def test_bad_inputs_are_one_line_errors_and_write_nothing(crops, tmp_path, case,
         args[1] = "nircam2"
     elif case == "other_grid":
         args[3] = crops["shifted"]
+    elif case == "bad_radius":
+        args += ["--aperture_radii", "3", "0"]
     else:
         config = shutil.copy(config, str(tmp_path / "bad.cfg"))
         with open(config, "a") as fh:

@@ -101,32 +101,6 @@ def test_err_has_no_holes_at_injected_bad_pixels(mosaics, matched, filt):
     assert np.percentile(ratios, 1) > 0.8
 
 
-CORRELATED = pytest.mark.xfail(
-    strict=True, reason="open (stage-3 issue): in short wave, what the 1/f step leaves of the "
-    "1/f noise still correlates pixels along rows, and ERR holds the per-pixel variance only "
-    "(right within 3%): the noise of 6-pixel apertures is 19% above ERR's prediction")
-DRIZZLED = pytest.mark.xfail(
-    strict=True, reason="open (stage-3 issue): in long wave, resample scales the variance for "
-    "apertures many input pixels wide (1 / pixel-scale ratio squared); a 3-pixel aperture holds "
-    "about six 0.063-arcsec pixels, partly, and its noise is 17% below ERR's prediction")
-
-
-@pytest.mark.parametrize("radius,filt", [(3, "f150w"),
-                                         pytest.param(6, "f150w", marks=CORRELATED),
-                                         pytest.param(3, "f277w", marks=DRIZZLED),
-                                         (6, "f277w")])
-def test_empty_aperture_noise_matches_err(mosaics, filt, radius):
-    with fits.open(mosaics.i2d[filt]) as hdul:
-        image = hdul["SCI"].data.astype(np.float32)
-        err = hdul["ERR"].data
-    scene = fits.getdata(mosaics.scene[filt], "SCI")
-    measured, expected, count = validate.empty_aperture_noise(image, err, scene, radius)
-    print(f"\n{filt} r={radius}: {count} empty apertures; noise {measured:.4g}, ERR predicts "
-          f"{expected:.4g} (ratio {measured / expected:.3f})")
-    assert count > 200
-    assert measured / expected == pytest.approx(1.0, abs=0.10)
-
-
 def test_dr05_grid_mosaic_equals_the_window(mosaics, matched, tmp_path):
     """F277W on the real nircam1 grid (10600 x 4800): the DR0.5 WCS, and the pixels of the
     test window where it lies in it."""
