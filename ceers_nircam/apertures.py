@@ -31,8 +31,8 @@ class ApertureNoise:
 
     @property
     def ratio(self):
-        """Measured over predicted noise (NaN without apertures)."""
-        return self.measured / self.predicted if self.count else float("nan")
+        """Measured over predicted noise (NaN without apertures or without a prediction)."""
+        return self.measured / self.predicted if self.count and self.predicted > 0 else float("nan")
 
 
 def disk_offsets(radius):

@@ -78,10 +78,12 @@ def test_apertures_stay_off_masked_pixels_and_sources_do_not_count():
     assert unmasked.ratio > 1.05
 
 
-def test_no_empty_aperture_gives_nan():
+def test_no_empty_aperture_or_no_error_gives_nan():
     image = np.zeros((50, 50))
     result = apertures.aperture_noise(image, np.ones(image.shape), np.ones(image.shape, bool), 3.0)
     assert result.count == 0 and np.isnan(result.ratio)
+    result = apertures.aperture_noise(image, np.zeros(image.shape), np.zeros(image.shape, bool), 3.0)
+    assert result.count > 0 and np.isnan(result.ratio)
 
 
 def test_curve_table_round_trip_and_interpolation(tmp_path):
