@@ -32,7 +32,7 @@ def _main(argv):
     merged_path = os.path.join(out_dir, params.merged_mask)
     products = {m.path: {s: mb.output_path(m.path, s, out_dir) for s in ("bkgsub1", "mbkgsub1")}
                 for m in inputs}
-    if not params.overwrite and mb.complete(products, merged_path, STEP):
+    if not params.overwrite and mb.complete(products, merged_path, STEP, params.aperture_radii):
         log.info("%s: products already complete: nothing to do (--overwrite to redo)", params.pointing)
         return 0
     entry = {"pointing": params.pointing, "config": os.path.basename(params.config) or "built-in",

@@ -513,9 +513,20 @@ def check_inputs(nircam_paths, params):
     return found
 
 
-def complete(products, merged_path, step):
-    """True if the merged mask and every product exist and carry the step's history entry."""
+def complete(products, merged_path, step, radii=()):
+    """True if the merged mask and every product exist and carry the step's history entry,
+    and, with ``radii``, every NIRCam ``_mbkgsub1`` its APERNOISE table (a product of a
+    version without it is redone)."""
+    from astropy.io import fits
+
     from .. import history
 
     paths = [merged_path] + [p for outs in products.values() for p in outs.values()]
-    return all(os.path.exists(p) and history.already_done(p, step) for p in paths)
+    if not all(os.path.exists(p) and history.already_done(p, step) for p in paths):
+        return False
+    for outs in products.values():
+        with fits.open(outs["mbkgsub1"]) as hdul:
+            names = [h.name.upper() for h in hdul]
+        if radii and "ERR" in names and "APERNOISE" not in names:
+            return False
+    return True

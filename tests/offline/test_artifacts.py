@@ -47,9 +47,11 @@ def test_a_snowball_in_the_last_group_records_the_halo_of_its_share_of_the_charg
     assert np.all(recorded["halo_radius"][last] <= events["halo_radius"][last])
     # the share of the charge the last group holds crosses HALO_EDGE_DN at the recorded edge,
     # read off the deposit itself (a round copy of each snowball, centred on a pixel)
+    checked = 0
     for ev, rec in zip(events[last], recorded[last]):
         if rec["halo_radius"] <= ev["core_radius"] + 1:
             continue
+        checked += 1
         round_ev = Table(ev)[0]
         round_ev["x"], round_ev["y"], round_ev["axis_ratio"], round_ev["angle"] = 500, 500, 1.0, 0.0
         yy, xx, dn, _ = artifacts.snowball_charge(round_ev)
@@ -57,6 +59,7 @@ def test_a_snowball_in_the_last_group_records_the_halo_of_its_share_of_the_charg
         share = ev["fraction"] * dn[along][np.argsort(xx[along])]
         inner, outer = int(np.floor(rec["halo_radius"])), int(np.ceil(rec["halo_radius"]))
         assert share[inner] >= artifacts.HALO_EDGE_DN >= share[outer]
+    assert checked >= 3
 
 
 def test_snowball_has_saturated_core_halo_wing_and_slow_release():

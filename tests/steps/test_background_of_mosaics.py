@@ -194,3 +194,32 @@ def test_covered_box():
                                         "egs_all_wfc3_ir_f160w_030mas_v1.9")])
 def test_output_names(name, stem):
     assert mb.output_path(name, "mbkgsub1", "out") == f"out/{stem}_mbkgsub1.fits"
+
+
+def test_a_product_without_its_aperture_table_is_not_complete(tmp_path):
+    """Products of a version that wrote no APERNOISE table are redone when radii are asked for;
+    HST products (no ERR) never carry one."""
+    from astropy.io import fits
+
+    from ceers_nircam import apertures, history
+
+    def product(name, *extensions):
+        header = fits.Header()
+        header["HISTORY"] = history.describe("mosaic_background", {"band": "f150w"})
+        hdus = [fits.PrimaryHDU(header=header), *extensions]
+        path = str(tmp_path / name)
+        fits.HDUList(hdus).writeto(path)
+        return path
+
+    image = fits.ImageHDU(np.zeros((4, 4), np.float32), name="SCI")
+    err = fits.ImageHDU(np.ones((4, 4), np.float32), name="ERR")
+    table = apertures.curve_hdu([apertures.ApertureNoise(3.0, 10, 1.0, 1.0)])
+    merged = product("merged_mask.fits", image)
+    hst = {"bkgsub1": product("hst_bkgsub1.fits", image), "mbkgsub1": product("hst_mbkgsub1.fits", image)}
+    old = {"bkgsub1": product("a_bkgsub1.fits", image), "mbkgsub1": product("a_mbkgsub1.fits", image, err)}
+    new = {"bkgsub1": product("b_bkgsub1.fits", image),
+           "mbkgsub1": product("b_mbkgsub1.fits", image, err, table)}
+    assert mb.complete({"n": new, "h": hst}, merged, "mosaic_background", (3.0,))
+    assert not mb.complete({"n": new, "o": old}, merged, "mosaic_background", (3.0,))
+    assert mb.complete({"n": new, "o": old}, merged, "mosaic_background", ())
+    assert not mb.complete({"n": new}, str(tmp_path / "missing.fits"), "mosaic_background", (3.0,))

@@ -176,22 +176,30 @@ def galaxy_beside_stripes(shape=(512, 512), scale=15.0, peak=1.0, masked_above=0
     return (image + disc).astype(np.float32), rows, cols, disc, bits
 
 
-@pytest.mark.parametrize("halo_iterations", [0, 1])
-def test_the_sky_level_is_kept_when_halos_are_fitted(halo_iterations):
-    """With the halo fitted, the removed patterns average what the true ones do over the
-    unmasked pixels: the halo's light, which the first pedestal holds, is not put back into
-    the image as a constant."""
+def striping_beside_galaxy(halo_iterations, **galaxy):
+    """:func:`striping.apply` (whole-row patterns) on :func:`galaxy_beside_stripes`.
+    Returns (true rows, true columns, disc, source bits, status, true row + column pattern)."""
     from stdatamodels.jwst import datamodels
 
-    image, rows, cols, disc, bits = galaxy_beside_stripes(scale=40.0, masked_above=0.05)
+    image, rows, cols, disc, bits = galaxy_beside_stripes(**galaxy)
     model = datamodels.ImageModel(image.shape)
     model.meta.exposure.noutputs = 4
     model.data = image + 1.0
     model.dq = np.zeros(image.shape, np.uint32)
     params = striping.StripingParams(halo_iterations=halo_iterations, segment=0)
-    out, status = striping.apply(model, params, np.ones(image.shape, np.float32), bits)
+    _, status = striping.apply(model, params, np.ones(image.shape, np.float32), bits)
+    true_pattern = np.repeat(rows.T, image.shape[1] // 4, axis=1) + cols[None, :]
+    return rows, cols, disc, bits, status, true_pattern
+
+
+@pytest.mark.parametrize("halo_iterations", [0, 1])
+def test_the_sky_level_is_kept_when_halos_are_fitted(halo_iterations):
+    """With the halo fitted, the removed patterns average what the true ones do over the
+    unmasked pixels: the halo's light, which the first pedestal holds, is not put back into
+    the image as a constant."""
+    _, _, disc, bits, status, true_pattern = striping_beside_galaxy(halo_iterations, scale=40.0,
+                                                                    masked_above=0.05)
     sky = bits == 0
-    true_pattern = np.repeat(rows.T, 128, axis=1) + cols[None, :]
     shift = float(np.mean((status.products["horiz"] + status.products["vert"] - true_pattern)[sky]))
     halo_light = float(disc[sky].mean())
     print(f"\nhalo iterations {halo_iterations}: patterns' mean off by {shift:+.5f}; halo light "
@@ -204,15 +212,7 @@ def test_the_sky_level_is_kept_when_halos_are_fitted(halo_iterations):
 
 @pytest.mark.parametrize("halo_iterations", [0, 1])
 def test_source_light_beyond_the_mask_is_not_taken_for_stripes(halo_iterations):
-    from stdatamodels.jwst import datamodels
-
-    image, rows, cols, disc, bits = galaxy_beside_stripes()
-    model = datamodels.ImageModel(image.shape)
-    model.meta.exposure.noutputs = 4
-    model.data = image + 1.0
-    model.dq = np.zeros(image.shape, np.uint32)
-    params = striping.StripingParams(halo_iterations=halo_iterations, segment=0)
-    out, status = striping.apply(model, params, np.ones(image.shape, np.float32), bits)
+    rows, _, disc, bits, status, true_pattern = striping_beside_galaxy(halo_iterations)
     found = status.products["rows"]
     crossing = np.zeros(rows.shape, bool)
     crossing[2, 200:313] = True  # amplifier 3 (columns 256-383) holds the disc's centre
@@ -220,7 +220,6 @@ def test_source_light_beyond_the_mask_is_not_taken_for_stripes(halo_iterations):
     floor = 0.01 / np.sqrt((bits[200:313, 256:384] == 0).sum(axis=1).mean())
     bias = float(np.mean(error[crossing]))
     # The disc light the correction kept in its unmasked outskirts (1: all of it).
-    true_pattern = np.repeat(rows.T, 128, axis=1) + cols[None, :]
     taken = status.products["horiz"] + status.products["vert"] - true_pattern
     taken -= np.median(taken)
     outskirts = (bits == 0) & (disc > 0.002)
@@ -234,4 +233,4 @@ def test_source_light_beyond_the_mask_is_not_taken_for_stripes(halo_iterations):
     else:
         assert abs(bias) < 0.5 * floor
         assert kept == pytest.approx(1, abs=0.05)
-        assert status.products["halo"].image.shape == image.shape
+        assert status.products["halo"].image.shape == disc.shape
