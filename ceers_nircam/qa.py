@@ -26,7 +26,7 @@ SAT = dqflags.group["SATURATED"]
 DO_NOT_USE = dqflags.pixel["DO_NOT_USE"]
 
 
-def onset_coverage(flags, events, ngroups=None):
+def onset_coverage(flags, events, ngroups=None, rate=None, header=None):
     """Per snowball: share of its core and halo (light-sensitive pixels) flagged, as a jump or
     saturated, in the groups its charge lands in (the onset group and the next).
 
@@ -35,18 +35,26 @@ def onset_coverage(flags, events, ngroups=None):
     keeps them), with ``ngroups`` the ramp's number of groups. The halo of a
     snowball arriving in the last group is the part its share of the charge
     makes detectable there (:func:`ceers_nircam.offline.artifacts.recorded_halos`).
+    Given the noiseless ``rate`` and the truth ``header``, the halo ends where
+    the deposit sinks below what the jump step can see through the local photon
+    noise (:func:`ceers_nircam.offline.artifacts.halo_edge_dn`): on the sky that
+    is the same halo, on a bright source a smaller one.
     """
-    from .offline.artifacts import recorded_halos, snowball_footprint
+    from .offline.artifacts import (detectable_halo, halo_edge_dn, recorded_halos,
+                                    snowball_footprint)
     from .steps.snowballs import flagged_groups
 
     if np.ndim(flags) == 4:
         ngroups, flags = flags.shape[1], flagged_groups(flags)
-    events = recorded_halos(events, ngroups)
+    recorded = recorded_halos(events, ngroups)
     shape = flags.shape
+    edge = None if rate is None else halo_edge_dn(rate, header)[: shape[0], : shape[1]]
     science = ~nircam.reference_pixel_mask()[: shape[0], : shape[1]]
     out = []
-    for i, ev in enumerate(events):
-        inside = snowball_footprint(events[[i]], shape, "halo") & science
+    for i, ev in enumerate(recorded):
+        inside = snowball_footprint(recorded[[i]], shape, "halo") & science
+        if edge is not None:
+            inside &= detectable_halo(events[i], shape, edge, ngroups)
         g = int(ev["group"])
         wanted = (1 << g) | (1 << min(g + 1, ngroups - 1))
         out.append(float(np.mean((flags[inside] & wanted) != 0)))

@@ -262,6 +262,37 @@ def recorded_halos(events, ngroups):
     return out
 
 
+def halo_edge_dn(rate, header):
+    """Deposit (DN) at the edge of the halo a ramp can record, per pixel.
+
+    HALO_EDGE_DN sits a little above the jump step's threshold on the sky.
+    Where a source is bright, its photon noise in a group difference hides
+    a deposit that faint, so the edge rises with that noise. ``rate`` is the
+    noiseless rate (DN/s); ``header`` the truth header (GAIN, RNGROUP,
+    SKYRATE, SUBARRAY).
+    """
+    tgroup = inst.group_time(inst.subarray_frame_time(header.get("SUBARRAY", "FULL")))
+    gain, read_noise = float(header["GAIN"]), float(header["RNGROUP"])
+
+    def sigma(r):
+        return np.sqrt(np.maximum(r, 0.0) * tgroup / gain + 2.0 * read_noise**2)
+
+    return (HALO_EDGE_DN * np.maximum(sigma(np.asarray(rate, np.float64))
+                                      / sigma(float(header["SKYRATE"])), 1.0)).astype(np.float32)
+
+
+def detectable_halo(event, shape, edge, ngroups):
+    """Pixels of a snowball a ramp can record: its core, and where the charge its groups
+    see (a last-group snowball's share only) reaches the local ``edge``
+    (:func:`halo_edge_dn`)."""
+    yy, xx, dn, core = snowball_charge(event, shape)
+    seen = dn * (float(event["fraction"]) if int(event["group"]) >= ngroups - 1 else 1.0)
+    keep = core | (seen >= edge[yy, xx])
+    out = np.zeros(shape, dtype=bool)
+    out[yy[keep], xx[keep]] = True
+    return out
+
+
 def snowball_charge(event, shape=(inst.NPIX, inst.NPIX), sensitive=None):
     """Deposited charge (DN) of one snowball: (row indices, column indices, DN, in core).
 

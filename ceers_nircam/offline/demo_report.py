@@ -129,7 +129,8 @@ def measure_snowballs(e):
     truth = e.truth
     with fits.open(e.path("snowmask")) as hdul:
         snowmask, groups = hdul["SNOWMASK"].data, hdul["FLAGGRP"].data
-    cover = qa.onset_coverage(groups, truth["snowballs"], int(truth["header"]["NGROUPS"]))
+    cover = qa.onset_coverage(groups, truth["snowballs"], int(truth["header"]["NGROUPS"]),
+                              e.ideal, truth["header"])
     away = qa.away_from_events(truth, snowmask.shape)
     agreement, _ = qa.rate_agreement(e.detector1_rate(), truth, e.ideal)
     return {"n": len(truth["snowballs"]), "cover": _worst(cover, largest=False),
@@ -152,7 +153,10 @@ def snowball_section(exps, found, figs):
                                  f"{r['agreement']:.2f}"))
     return Section("Snowballs (stage 1: Detector1 with the CEERS expansion)",
                    "Coverage: share of each injected snowball's core and halo flagged as a jump or "
-                   "saturated in its onset group or the next. False flags: pixels outside every "
+                   "saturated in its onset group or the next; the halo ends where its charge "
+                   "sinks below what the jump step can see through the sky's and the sources' "
+                   "photon noise (on a bright galaxy, nearer the core). False flags: pixels "
+                   "outside every "
                    "snowball and cosmic-ray footprint that the expansion added. Agreement: the "
                    "Detector1 rate against the noiseless truth in the snowball footprints.",
                    checks, [snowball_figure(exps, figs)])

@@ -62,6 +62,72 @@ def test_a_snowball_in_the_last_group_records_the_halo_of_its_share_of_the_charg
     assert checked >= 3
 
 
+HEADER = {"GAIN": 2.05, "RNGROUP": 1.9, "SKYRATE": 0.3, "SUBARRAY": "FULL"}
+
+
+def _one_snowball(group=3, fraction=0.5):
+    ev = Table(rows=[(300.0, 300.0, 5.0, 18.0, 4000.0, 0.6, 40.0, 300.0, group, fraction, 0.02)],
+               names=("x", "y", "core_radius", "halo_radius", "core_edge_dn", "axis_ratio",
+                      "angle", "time", "group", "fraction", "release"))
+    scale = artifacts.halo_scale(5.0, 18.0, 4000.0)
+    ev["outer_radius"] = 5.0 + scale * np.log(4000.0 / artifacts.WING_END_DN)
+    return ev
+
+
+def test_on_the_sky_the_recordable_halo_is_the_halo():
+    ev = _one_snowball()
+    shape = (600, 600)
+    edge = artifacts.halo_edge_dn(np.full(shape, HEADER["SKYRATE"]), HEADER)
+    np.testing.assert_allclose(edge, artifacts.HALO_EDGE_DN, rtol=1e-6)
+    halo = artifacts.snowball_footprint(ev, shape, "halo")
+    seen = artifacts.detectable_halo(ev[0], shape, edge, 9)
+    # the same pixels, but for rounding on the edge itself
+    assert (halo ^ seen).sum() <= 2
+    assert halo.sum() > 500
+
+
+def test_on_a_bright_source_the_recordable_halo_shrinks_with_its_photon_noise():
+    ev = _one_snowball()
+    shape = (600, 600)
+    rate = np.full(shape, HEADER["SKYRATE"])
+    rate[:, 300:] = 10.0  # a bright source over the right half
+    edge = artifacts.halo_edge_dn(rate, HEADER)
+    tgroup = inst.group_time()
+    ratio = np.sqrt((10.0 * tgroup / 2.05 + 2 * 1.9**2) / (0.3 * tgroup / 2.05 + 2 * 1.9**2))
+    assert edge[0, 400] == pytest.approx(artifacts.HALO_EDGE_DN * ratio, rel=1e-5)
+    assert ratio > 4  # a 20 DN deposit is under 1 sigma of a 10 DN/s pixel's group difference
+    halo = artifacts.snowball_footprint(ev, shape, "halo")
+    seen = artifacts.detectable_halo(ev[0], shape, edge, 9)
+    core = artifacts.snowball_footprint(ev, shape, "core")
+    assert np.all(seen[core]) and not np.any(seen & ~halo)
+    left, right = np.s_[:, :300], np.s_[:, 300:]
+    assert (halo[left] ^ seen[left]).sum() <= 2  # the sky side keeps its halo
+    # the source side: the halo of the same snowball ending where its deposit meets the edge
+    scale = artifacts.halo_scale(5.0, 18.0, 4000.0)
+    smaller = ev.copy()
+    smaller["halo_radius"] = 5.0 + scale * np.log(4000.0 / edge[0, 400])
+    assert smaller["halo_radius"][0] < 15  # from 18 on the sky
+    expected = artifacts.snowball_footprint(smaller, shape, "halo")
+    assert (expected[right] ^ seen[right]).sum() <= 2
+    assert seen[right].sum() < halo[right].sum() - 100
+    # ...so flags on the recordable halo alone cover the snowball, and only with the rate given
+    from ceers_nircam import qa
+
+    flags = np.where(seen, np.uint16(1 << 3), np.uint16(0))
+    assert qa.onset_coverage(flags, ev, 9, rate, HEADER)[0] == 1.0
+    assert qa.onset_coverage(flags, ev, 9)[0] < 0.9
+
+
+def test_a_last_group_snowball_records_its_share_on_a_bright_source_too():
+    ev = _one_snowball(group=8, fraction=0.3)
+    shape = (600, 600)
+    sky = artifacts.halo_edge_dn(np.full(shape, HEADER["SKYRATE"]), HEADER)
+    recorded = artifacts.snowball_footprint(artifacts.recorded_halos(ev, 9), shape, "halo")
+    seen = artifacts.detectable_halo(ev[0], shape, sky, 9)
+    assert (recorded ^ seen).sum() <= 2
+    assert recorded.sum() < artifacts.snowball_footprint(ev, shape, "halo").sum()
+
+
 def test_snowball_has_saturated_core_halo_wing_and_slow_release():
     ev = Table(rows=[(500.0, 400.0, 5.0, 15.0, 1500.0, 0.6, 30.0, 300.0, 3, 0.5, 0.05)],
                names=("x", "y", "core_radius", "halo_radius", "core_edge_dn", "axis_ratio",

@@ -24,12 +24,16 @@ NAMES = {"ours": "ours", "dr05": "DR0.5 two tiers", "pipeline": "pipeline large 
 
 
 def test_every_snowball_core_and_halo_is_flagged_from_its_onset(nrca1):
-    events = nrca1["sim"].truth["snowballs"]
-    cover = {name: qa.onset_coverage(gdq, events) for name, gdq in nrca1["flags"].items()}
-    jump_step = qa.onset_coverage(nrca1["before"], events)
+    sim = nrca1["sim"]
+    events, header = sim.truth["snowballs"], sim.truth["header"]
+    cover = {name: qa.onset_coverage(gdq, events, rate=sim.ideal, header=header)
+             for name, gdq in nrca1["flags"].items()}
+    jump_step = qa.onset_coverage(nrca1["before"], events, rate=sim.ideal, header=header)
+    on_sky_edge = qa.onset_coverage(nrca1["flags"]["ours"], events)
     print(f"\n{len(events)} snowballs; lowest share of a core+halo flagged at onset: "
           + ", ".join(f"{NAMES[n]} {c.min():.4f}" for n, c in cover.items())
-          + f", jump step alone {jump_step.min():.4f}")
+          + f", jump step alone {jump_step.min():.4f}; ours with the sky's halo edge everywhere "
+          f"{on_sky_edge.min():.4f}")
     assert len(events) >= 20
     assert cover["ours"].min() >= 0.99
 
@@ -58,7 +62,8 @@ def test_script_output_meets_the_snowball_criteria(name, request):
     sim = request.getfixturevalue(name)
     truth = sim.truth
     with datamodels.RampModel(sim.product("ramp")) as ramp:
-        coverage = qa.onset_coverage(ramp.groupdq, truth["snowballs"])
+        coverage = qa.onset_coverage(ramp.groupdq, truth["snowballs"], rate=sim.ideal,
+                                     header=truth["header"])
     agreement, _ = qa.rate_agreement(sim.product("rate"), truth, sim.ideal)
     assert len(coverage) >= 10 and coverage.min() >= 0.99
     assert agreement < 1.5
