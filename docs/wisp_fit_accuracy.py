@@ -39,11 +39,10 @@ def _projection(image, template, use, rows=None):
     from ceers_nircam.steps import wisps
 
     if rows is not None:
-        img, tpl = wisps.row_centred(image, template, ~use, rows, 4)
+        image, template = wisps.row_centred(image, template, ~use, rows, 4)
         use = use[rows]
-        return float((img[use] * tpl[use]).sum() / (tpl[use] ** 2).sum())
-    x, t = image[use] - image[use].mean(), template[use] - template[use].mean()
-    return float((x * t).sum() / (t * t).sum())
+    # No clipping: the noiseless wisp has no outliers.
+    return wisps.least_squares_scale(image[use], template[use], np.array([0.0]), clip=np.inf)[0]
 
 
 def measure(exposure):
@@ -52,7 +51,7 @@ def measure(exposure):
 
     from ceers_nircam import reffiles
     from ceers_nircam.masking import dq_mask
-    from ceers_nircam.offline import artifacts, scene
+    from ceers_nircam.offline import artifacts, validate
     from ceers_nircam.steps import wisps
 
     truth = exposure.truth
@@ -64,9 +63,7 @@ def measure(exposure):
         template = wisps.load_template(path, model)
         substrt = (model.meta.subarray.xstart or 1, model.meta.subarray.ystart or 1)
     stripes = artifacts.striping_image(truth["stripe_rows"], truth["stripe_cols"])
-    coeffs = np.array([h[k] for k in ("SKYC_X", "SKYC_Y", "SKYC_XX", "SKYC_YY", "SKYC_XY")])
-    sky = scene.sky_surface(h["SKYMJYSR"], coeffs, data.shape[0]) / h["PHOTMJSR"] * flat
-    sources = exposure.ideal - truth["wisp"] - sky - stripes
+    sources = validate.scene_rate(truth, exposure.ideal, flat)
     excluded = dq_mask(dq) | ~np.isfinite(data) | ~np.isfinite(flat)
     with np.errstate(invalid="ignore", divide="ignore"):
         ff_err = np.where(excluded, np.nan, err / flat).astype(np.float32)

@@ -129,10 +129,11 @@ def measure_snowballs(e):
     truth = e.truth
     with fits.open(e.path("snowmask")) as hdul:
         snowmask, groups = hdul["SNOWMASK"].data, hdul["FLAGGRP"].data
+    ideal = e.ideal
     cover = qa.onset_coverage(groups, truth["snowballs"], int(truth["header"]["NGROUPS"]),
-                              e.ideal, truth["header"])
+                              ideal, truth["header"])
     away = qa.away_from_events(truth, snowmask.shape)
-    agreement, _ = qa.rate_agreement(e.detector1_rate(), truth, e.ideal)
+    agreement, _ = qa.rate_agreement(e.detector1_rate(), truth, ideal)
     return {"n": len(truth["snowballs"]), "cover": _worst(cover, largest=False),
             "false": float(np.mean(snowmask[away] >= 0)), "agreement": agreement}
 

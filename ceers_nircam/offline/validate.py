@@ -275,27 +275,32 @@ def pairwise_rms_mas(positions):
     return float(np.sqrt(np.mean(np.sum(d**2, axis=1))))
 
 
-def scene_cal(truth, ideal, model):
-    """The noiseless source light of an exposure in the units of its cal file (MJy/sr).
-
-    ``ideal`` is the simulator's noiseless rate (DN/s, ``<root>_ideal.fits``);
-    its striping patterns, wisp and sky are taken out and the rest goes
-    through the flat and photom as Image2 does (``model``: any image of the
-    exposure, for its flat).
-    """
-    from .. import reffiles
+def scene_rate(truth, ideal, flat):
+    """The noiseless source light of an exposure as its rate file holds it (DN/s, the flat
+    applied): the simulator's noiseless rate ``ideal`` with its striping patterns, wisp and
+    sky taken out."""
     from . import artifacts
 
     h = truth["header"]
     ideal = np.asarray(ideal, dtype=np.float64)
-    flat, _ = reffiles.flat_field(model)
     if "stripe_rows" in truth:
         ideal = ideal - artifacts.striping_image(truth["stripe_rows"], truth["stripe_cols"],
                                                  np.zeros(ideal.shape, bool))
     if "wisp" in truth:
         ideal = ideal - truth["wisp"]
-    ideal = ideal - true_sky(truth) / h["PHOTMJSR"] * flat
-    return (ideal / flat * h["PHOTMJSR"]).astype(np.float32)
+    return ideal - true_sky(truth) / h["PHOTMJSR"] * flat
+
+
+def scene_cal(truth, ideal, model):
+    """The noiseless source light of an exposure in the units of its cal file (MJy/sr).
+
+    :func:`scene_rate` through the flat and photom as Image2 does (``model``:
+    any image of the exposure, for its flat).
+    """
+    from .. import reffiles
+
+    flat, _ = reffiles.flat_field(model)
+    return (scene_rate(truth, ideal, flat) / flat * truth["header"]["PHOTMJSR"]).astype(np.float32)
 
 
 def write_scene_copy(image_path, truth, ideal, out_path):
