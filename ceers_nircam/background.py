@@ -43,13 +43,32 @@ class _SortedRows:
     every row together)."""
 
     def __init__(self, values, excluded, with_sums):
+        values = np.asarray(values)
         ncol = values.shape[-1]
-        good = ~np.ascontiguousarray(excluded, dtype=bool) & np.isfinite(values)
-        data = np.where(good, values, np.inf).astype(np.float32).reshape(-1, ncol)
+        excluded = np.asarray(excluded, dtype=bool)
+        # Excluded values become +inf, and NaN sorts after +inf: every unusable value ends
+        # up after the usable ones of its row. One pass whatever the layout (columns come
+        # transposed, which np.where would keep).
+        if values.flags.c_contiguous and excluded.flags.c_contiguous:
+            data = np.where(excluded, np.float32(np.inf), values).astype(np.float32, copy=False)
+        else:
+            data = np.full(values.shape, np.inf, dtype=np.float32)
+            np.copyto(data, values, casting="unsafe", where=~excluded)
+        data = data.reshape(-1, ncol)
         data.sort(axis=1)
+        negative = np.isneginf(data[:, 0])
+        if negative.any():  # -inf sorts first: move it to the end too
+            rows = data[negative]
+            rows[np.isneginf(rows)] = np.inf
+            rows.sort(axis=1)
+            data[negative] = rows
         self.data, self.ncol = data, ncol
+        self.flat = data.reshape(-1)
         self.rows = np.arange(data.shape[0])
-        self.count = good.reshape(-1, ncol).sum(axis=1)
+        self.start = self.rows * ncol
+        nrow = data.shape[0]
+        self.count = self.below(np.full(nrow, np.inf), np.zeros(nrow, np.int64),
+                                np.full(nrow, ncol, np.int64), inclusive=False)
         self.sums = None
         if with_sums:
             clean = np.where(np.isfinite(data), data, 0.0).astype(np.float64)
@@ -60,11 +79,12 @@ class _SortedRows:
     def select(self, rows):
         """The same sorted rows, with the methods below working on ``rows`` only."""
         view = object.__new__(_SortedRows)
-        view.__dict__.update(self.__dict__, rows=rows)
+        view.__dict__.update(self.__dict__, rows=rows, start=rows * self.ncol)
         return view
 
     def at(self, index):
-        return self.data[self.rows, np.clip(index, 0, self.ncol - 1)].astype(np.float64)
+        return self.flat.take(self.start + np.minimum(np.maximum(index, 0), self.ncol - 1)
+                              ).astype(np.float64)
 
     def median(self, lo, hi):
         n = hi - lo
@@ -78,12 +98,30 @@ class _SortedRows:
     def mean_std(self, lo, hi):
         n = np.maximum(hi - lo, 1)
         if self.sums is None:
-            idx = np.arange(self.ncol)
-            inside = (idx >= lo[:, None]) & (idx < hi[:, None])
-            return np.where(inside, self.data, np.float32(0)).sum(axis=1, dtype=np.float64) / n, None
+            return self._run_sums(lo, hi) / n, None
         s1, s2 = (s[self.rows, hi] - s[self.rows, lo] for s in self.sums)
         mean = s1 / n
         return mean, np.sqrt(np.maximum(s2 / n - mean * mean, 0.0))
+
+    def _run_sums(self, lo, hi):
+        """Sum (float64) of each row's values in [lo, hi)."""
+        start = self.start
+        if self.rows.size != self.data.shape[0] or self.rows.size == 0:
+            idx = np.arange(self.ncol)
+            inside = (idx >= lo[:, None]) & (idx < hi[:, None])
+            return np.where(inside, self.data[self.rows], np.float32(0)).sum(axis=1,
+                                                                            dtype=np.float64)
+        # All rows: one pass of np.add.reduceat over the flat data, between the run ends
+        # [start + lo, start + hi) of each row in turn (the gaps between runs are summed
+        # too, and dropped). reduceat takes no end index, so the last row goes apart.
+        flat = self.flat
+        bounds = np.column_stack([start + lo, start + hi]).ravel()[:-1]
+        with np.errstate(invalid="ignore", over="ignore"):
+            sums = np.add.reduceat(flat, np.minimum(bounds, flat.size - 1), dtype=np.float64)[::2]
+        sums[lo >= hi] = 0.0
+        last = self.data[-1, lo[-1]:hi[-1]]
+        sums[-1] = last.sum(dtype=np.float64)
+        return sums
 
     def below(self, threshold, lo, hi, inclusive):
         """Index, within [lo, hi] of each row, of its first value >= (or > if
@@ -146,10 +184,8 @@ def clipped_stats(values, excluded, sigma=2.0, maxiters=5, stdfunc="std"):
     Gaussian sample stays. Returns (mean, median, std), std being the
     percentile sigma for "robust"; NaN for rows with no usable value.
     """
-    values = np.ascontiguousarray(values)
-    shape = values.shape[:-1]
-    good_rows = (~np.asarray(excluded, dtype=bool) & np.isfinite(values)).any(axis=-1)
-    if not good_rows.any():
+    shape = np.shape(values)[:-1]
+    if np.size(values) == 0:
         return tuple(np.full(shape, np.nan) for _ in range(3))
     rows, lo, hi, med = _clip_runs(values, excluded, sigma, maxiters, stdfunc)
     with np.errstate(invalid="ignore"):
@@ -203,10 +239,13 @@ def pedestal_fit(values, lo=-1.0, hi=1.5, binsize=0.001, fit_halfwidth=None):
     idx = idx[(idx >= 0) & (idx < nbins)]
     counts = np.bincount(idx, minlength=nbins).astype(np.float64)
     centres = lo + (np.arange(nbins) + 0.5) * binsize
-    median = PedestalFit(float(np.median(values)), "median", centres, counts)
+
+    def median():
+        return PedestalFit(float(np.median(values)), "median", centres, counts)
+
     if counts.sum() < 10:
         log.warning("Pedestal: too few pixels in the histogram range; using the median")
-        return median
+        return median()
     peak = int(np.argmax(counts))
     above = np.flatnonzero(counts >= counts[peak] / 2)
     width = max((above.max() - above.min() + 1) * binsize, binsize)
@@ -221,11 +260,11 @@ def pedestal_fit(values, lo=-1.0, hi=1.5, binsize=0.001, fit_halfwidth=None):
                                 p0=(counts[peak], centres[peak], width / 2.355))
     except (RuntimeError, ValueError) as err:
         log.warning("Pedestal: Gaussian fit failed (%s); using the median", err)
-        return median
+        return median()
     mu = float(popt[1])
     if not (np.isfinite(mu) and lo <= mu <= hi and popt[0] > 0):
         log.warning("Pedestal: Gaussian fit diverged; using the median")
-        return median
+        return median()
     return PedestalFit(mu, "gaussian", centres, counts, tuple(float(p) for p in popt), use)
 
 
@@ -540,6 +579,64 @@ def annulus_kernels(edges):
     return kernels
 
 
+def remove_group_offsets(values, groups, tol=1e-6, max_sweeps=100):
+    """Take out of ``values`` (float64, pixels x columns, changed in place and returned)
+    the least-squares fit of one free offset per label of every labelling in ``groups``
+    (integer labels per pixel, such as rows and columns).
+
+    Block Gauss-Seidel on the offsets: each labelling's offsets are the group means of
+    what the others leave, which needs only the sparse counts of pixels shared by two
+    groups rather than a pass over every pixel, and all columns go at once. Sweeps stop
+    when no offset moves by more than ``tol`` times its column's root mean square.
+    """
+    import scipy.sparse as sp
+
+    npix = values.shape[0]
+    sizes = [int(g.max()) + 1 if g.size else 1 for g in groups]
+    # One indicator matrix per labelling (groups x pixels), a single 1 per pixel.
+    members = [sp.csc_matrix((np.ones(npix), g, np.arange(npix + 1)), shape=(n, npix))
+               for g, n in zip(groups, sizes)]
+    sums = [m @ values for m in members]
+    counts = [np.bincount(g, minlength=n)[:, None] for g, n in zip(groups, sizes)]
+    shared = {(j, k): (members[j] @ members[k].T).tocsr()
+              for j in range(len(groups)) for k in range(len(groups)) if j != k}
+    spread = np.maximum(np.sqrt(np.einsum("ij,ij->j", values, values) / max(npix, 1)), 1e-300)
+    coeffs = [np.zeros((n, values.shape[1])) for n in sizes]
+    for _ in range(max_sweeps if len(groups) > 1 else 1):
+        moved = 0.0
+        for j in range(len(groups)):
+            rest = sums[j] - sum(shared[j, k] @ coeffs[k] for k in range(len(groups)) if k != j)
+            new = np.divide(rest, counts[j], out=np.zeros_like(rest), where=counts[j] > 0)
+            moved = max(moved, float((np.abs(new - coeffs[j]) / spread).max(initial=0.0)))
+            coeffs[j] = new
+        if moved <= tol:
+            break
+    for c, g in zip(coeffs, groups):
+        values -= c[g]
+    return values
+
+
+def ring_spectra(image_shape, edges, cache=None):
+    """(padded shape, Fourier transforms) of the annulus kernels between ``edges`` for
+    convolving an image of ``image_shape``; a dict given as ``cache`` keeps them for the
+    next call. They do not depend on the image, so they can be made ahead of it."""
+    import scipy.fft
+
+    half = int(np.ceil(edges[-1]))
+    # Circular convolution wraps the kernel's reach past the far edge onto the first
+    # ``half`` rows and columns of the output, which lie outside the image: ``half`` of
+    # padding keeps the image's part exact.
+    shape = tuple(scipy.fft.next_fast_len(n + half, real=True) for n in image_shape)
+    cache = {} if cache is None else cache
+    spectra = []
+    for lo, hi, kernel in zip(edges[:-1], edges[1:], annulus_kernels(edges)):
+        key = (shape, lo, hi)
+        if key not in cache:
+            cache[key] = scipy.fft.rfft2(kernel, shape, workers=-1)
+        spectra.append(cache[key])
+    return shape, spectra
+
+
 def source_halo(image, sources, usable, sky, smooth_sky, edges=(0, 3, 6, 12, 24, 48, 96, 160),
                 stride=11, cache=None, sky_degree=0, offsets=None):
     """Fit the light masked sources spread beyond their mask.
@@ -563,11 +660,10 @@ def source_halo(image, sources, usable, sky, smooth_sky, edges=(0, 3, 6, 12, 24,
     image = np.asarray(image, dtype=np.float32)
     inside = np.where(sources & usable, image - sky, np.float32(0)).astype(np.float32)
     inside[~np.isfinite(inside)] = 0
-    kernels = annulus_kernels(edges)
-    half = kernels[0].shape[0] // 2
+    shape, rings = ring_spectra(image.shape, edges, cache)
+    nring = len(rings)
+    half = int(np.ceil(edges[-1]))
     ny, nx = image.shape
-    shape = (scipy.fft.next_fast_len(ny + 2 * half, real=True),
-             scipy.fft.next_fast_len(nx + 2 * half, real=True))
     spectrum = scipy.fft.rfft2(inside, shape, workers=-1)
     del inside
     fit_pixels = np.flatnonzero((usable & ~sources).ravel())[::stride]
@@ -576,45 +672,32 @@ def source_halo(image, sources, usable, sky, smooth_sky, edges=(0, 3, 6, 12, 24,
     fit_pixels, target = fit_pixels[good], target[good]
     py, px = np.divmod(fit_pixels, nx)
     if offsets is not None:
-        # A free offset per group is the same as fitting what is left after each group's
-        # mean is taken out of the target and of every ring's column (Frisch-Waugh).
-        # With several labellings (rows and columns) the means are taken out in turn until
-        # what is left has none (alternating projections).
+        # A free offset per group is the same as fitting what is left after the offsets'
+        # least-squares fit is taken out of the target and of every ring's column
+        # (Frisch-Waugh): :func:`remove_group_offsets`, on all columns at once below.
         sky_degree = -1
         groups = [np.asarray(o).ravel()[fit_pixels] for o in
                   (offsets if isinstance(offsets, (list, tuple)) else [offsets])]
-        counts = [np.maximum(np.bincount(g), 1) for g in groups]
-
-        def demeaned(values):
-            for _ in range(1 if len(groups) == 1 else 10):
-                for g, n in zip(groups, counts):
-                    values = values - (np.bincount(g, values, minlength=n.size) / n)[g]
-            return values
-
-        target = demeaned(target)
     # The sky the halos sit on: a polynomial of total degree ``sky_degree`` (a constant at 0)
     # fitted with them, as a smooth sky and the halos' widest rings are alike.
     sky_terms = [(i, j) for i in range(sky_degree + 1) for j in range(sky_degree + 1 - i)]
-    nring = len(kernels)
-    design = np.empty((fit_pixels.size, nring + len(sky_terms)))
+    # The target rides along as the last column, so that the offsets leave both at once.
+    columns = np.empty((fit_pixels.size, nring + len(sky_terms) + 1))
+    columns[:, -1] = target
+    design, target = columns[:, :-1], columns[:, -1]
     if sky_terms:
         legy = np.polynomial.legendre.legvander(py / max(ny - 1, 1) * 2.0 - 1.0, sky_degree)
         legx = np.polynomial.legendre.legvander(px / max(nx - 1, 1) * 2.0 - 1.0, sky_degree)
         for n, (i, j) in enumerate(sky_terms):
             design[:, nring + n] = legy[:, i] * legx[:, j]
         del legy, legx
-    cache = {} if cache is None else cache
-    rings = []
-    for i, k in enumerate(kernels):
-        key = (shape, edges[i], edges[i + 1])
-        if key not in cache:
-            cache[key] = scipy.fft.rfft2(k, shape, workers=-1)
-        rings.append(cache[key])
-        conv = scipy.fft.irfft2(spectrum * rings[-1], shape, workers=-1)
-        design[:, i] = conv[py + half, px + half]
-        if offsets is not None:
-            design[:, i] = demeaned(design[:, i])
+    at_fit = (py + half) * shape[1] + (px + half)  # the fit pixels in the padded output
+    for i, ring in enumerate(rings):
+        conv = scipy.fft.irfft2(spectrum * ring, shape, workers=-1, overwrite_x=True)
+        design[:, i] = conv.ravel().take(at_fit)
         del conv
+    if offsets is not None:
+        remove_group_offsets(columns, groups)
     # The bounded least-squares problem through its normal equations: a small square
     # system instead of millions of rows, with the same solution.
     normal = design.T @ design
@@ -630,6 +713,7 @@ def source_halo(image, sources, usable, sky, smooth_sky, edges=(0, 3, 6, 12, 24,
         halo = np.zeros(image.shape, dtype=np.float32)
     else:
         halo = np.ascontiguousarray(
-            scipy.fft.irfft2(spectrum * combined, shape, workers=-1)[half:half + ny, half:half + nx],
+            scipy.fft.irfft2(spectrum * combined, shape, workers=-1,
+                             overwrite_x=True)[half:half + ny, half:half + nx],
             dtype=np.float32)
     return SourceHalo(halo, tuple(edges), weights, float(coeffs[nring]) if sky_terms else 0.0)

@@ -7,6 +7,7 @@ background models, so every size in it is a parameter.
 """
 
 import dataclasses
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 from astropy.stats import sigma_clipped_stats
@@ -113,13 +114,17 @@ def segments(above, min_area, connectivity=8):
     """Connected regions of ``above`` with at least ``min_area`` pixels."""
     if min_area <= 1:
         return np.asarray(above, dtype=bool)
+    above = np.asarray(above, dtype=bool)
     structure = np.ones((3, 3), bool) if connectivity == 8 else None
     labels, n = ndimage.label(above, structure=structure)
+    out = np.zeros(above.shape, dtype=bool)
     if n == 0:
-        return np.zeros(above.shape, dtype=bool)
-    keep = np.bincount(labels.ravel()) >= min_area
-    keep[0] = False
-    return keep[labels]
+        return out
+    # Counted over the labelled pixels only: a bincount of the whole label image first
+    # converts all of it to 64-bit indices, several times the work of the rest.
+    inside = labels[above]
+    out[above] = (np.bincount(inside, minlength=n + 1) >= min_area)[inside]
+    return out
 
 
 # --------------------------------------------------------------------------
@@ -334,20 +339,27 @@ def tiered_source_mask(image, excluded=None, params=SourceMaskParams()):
     if params.threshold_noise == "pixel":
         _, _, pixel_std = sigma_clipped_stats(resid[::step, ::step][~bad[::step, ::step]],
                                               sigma=3.0, maxiters=5)
-    tiers = zip(params.smooth_sigmas, params.nsigmas, params.min_areas, params.dilations)
-    for k, (sigma, nsigma, min_area, grow) in enumerate(tiers, start=1):
-        smooth = gaussian_smooth(resid, sigma)
-        sample = smooth[::step, ::step][~masked[::step, ::step]]
-        if sample.size < 10:
-            break
-        _, median, std = sigma_clipped_stats(sample, sigma=3.0, maxiters=5)
-        std = pixel_std if pixel_std is not None else std
-        found = segments(smooth > median + nsigma * std, min_area)
-        found = dilate_square(found, grow)
-        if k == 1:
-            found = dilate_square(found, params.first_extra_dilation)
-        bits[found] |= np.uint8(1 << k)
-        masked |= found
+    tiers = list(zip(params.smooth_sigmas, params.nsigmas, params.min_areas, params.dilations))
+    # The smoothing of the next tier needs only ``resid``: it runs in a second thread while
+    # this tier is thresholded (numpy and scipy release the GIL for both).
+    with ThreadPoolExecutor(max_workers=1) as ahead:
+        pending = ahead.submit(gaussian_smooth, resid, tiers[0][0])
+        for k, (sigma, nsigma, min_area, grow) in enumerate(tiers, start=1):
+            smooth = pending.result()
+            if k < len(tiers):
+                pending = ahead.submit(gaussian_smooth, resid, tiers[k][0])
+            sample = smooth[::step, ::step][~masked[::step, ::step]]
+            if sample.size < 10:
+                break
+            _, median, std = sigma_clipped_stats(sample, sigma=3.0, maxiters=5)
+            std = pixel_std if pixel_std is not None else std
+            found = segments(smooth > median + nsigma * std, min_area)
+            del smooth
+            found = dilate_square(found, grow)
+            if k == 1:
+                found = dilate_square(found, params.first_extra_dilation)
+            bits |= found.view(np.uint8) << np.uint8(k)
+            masked |= found
     if large is not None:
         bits[large] |= np.uint8(1 << 1)
     return bits

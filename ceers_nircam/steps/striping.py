@@ -31,13 +31,15 @@ flat-fielded copy with sources masked and subtracts them from the original:
 
 import dataclasses
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 from astropy.io import fits
 from stdatamodels.jwst.datamodels import dqflags
 
 from .. import nircam
-from ..background import EXPOSURE_HALO_EDGES, clipped_stats, pedestal, source_halo
+from ..background import (EXPOSURE_HALO_EDGES, clipped_stats, pedestal, ring_spectra,
+                          source_halo)
 from ..cli import CeersError, get_logger, option
 from ..fitsio import write_images
 from ..masking import (SourceMaskParams, dq_mask, tier_sources, tiered_source_mask,
@@ -212,14 +214,25 @@ def apply(model, params, flat, source_bits=None, mask_params=SourceMaskParams())
         image = np.where(excluded, np.nan, data / flat).astype(np.float32)
     noutputs = model.meta.exposure.noutputs or nircam.NAMPS
     stats = PatternStats(params.clip_sigma, params.clip_iters, params.statistic, params.clip_std)
-    if source_bits is None:
-        source_bits = tiered_source_mask(_first_destriped(image, excluded, noutputs, stats)
-                                         if params.mask_destriped else image, excluded, mask_params)
+    rings = {}
+    with ThreadPoolExecutor(max_workers=1) as ahead:
+        # The halo fit's ring transforms do not depend on the image: made while the mask is.
+        made = (ahead.submit(ring_spectra, image.shape, params.halo_edges, rings)
+                if params.halo_iterations else None)
+        if source_bits is None:
+            source_bits = tiered_source_mask(_first_destriped(image, excluded, noutputs, stats)
+                                             if params.mask_destriped else image, excluded,
+                                             mask_params)
+    if made is not None:
+        made.result()
     masked = excluded | (source_bits != 0)
     t_mask = time.perf_counter() - t0
     sky, method = pedestal(image[~masked], fit_halfwidth=params.pedestal_halfwidth or None)
     image = image - np.float32(sky)
-    patterns = measure_patterns(image, masked, noutputs, params.thresh, stats, params.pattern_iters)
+    # Before a halo fit the patterns only clean the masked flux it starts from: one pass of
+    # rows and columns does, and the patterns are measured in full after the fit.
+    patterns = measure_patterns(image, masked, noutputs, params.thresh, stats,
+                                1 if params.halo_iterations else params.pattern_iters)
     clean, halo = image, None
     for _ in range(params.halo_iterations):
         # The halo is fitted on the image without the current patterns (stripes under the
@@ -233,7 +246,7 @@ def apply(model, params, flat, source_bits=None, mask_params=SourceMaskParams())
         columns = np.broadcast_to(np.arange(image.shape[1]), image.shape)
         halo = source_halo(rest, tier_sources(source_bits), ~excluded, 0.0,
                            np.zeros(image.shape, np.float32), params.halo_edges, stride=3,
-                           offsets=(amplifier_rows(image.shape, noutputs), columns))
+                           cache=rings, offsets=(amplifier_rows(image.shape, noutputs), columns))
         clean = image - halo.image
         # The pedestal above was measured with the halo light in the unmasked pixels; the
         # patterns of what the halo leaves would take that light's mean with them and put

@@ -26,6 +26,45 @@ def test_clipped_stats_equal_astropy(sigma, maxiters):
         np.testing.assert_allclose([mean[i], median[i], std[i]], ref, rtol=2e-5, atol=1e-7)
 
 
+def test_clipped_stats_ignore_non_finite_values_in_any_layout():
+    """NaN and both infinities count as excluded, in rows and in transposed columns."""
+    rng = np.random.default_rng(7)
+    values = rng.normal(0.0, 1.0, (120, 90))
+    values[rng.random(values.shape) < 0.02] = np.nan
+    values[rng.random(values.shape) < 0.02] = np.inf
+    values[rng.random(values.shape) < 0.02] = -np.inf
+    values[:, 4] = -0.0
+    excluded = rng.random(values.shape) < 0.2
+    for v, e in ((values, excluded), (values.T, excluded.T)):
+        mean, median, std = background.clipped_stats(v, e, 2.5, 5)
+        for i in range(v.shape[0]):
+            keep = ~e[i] & np.isfinite(v[i])
+            ref = sigma_clipped_stats(v[i][keep].astype(np.float32), sigma=2.5, maxiters=5)
+            np.testing.assert_allclose([mean[i], median[i], std[i]], ref, rtol=2e-5, atol=1e-6)
+
+
+def test_group_offsets_leave_the_least_squares_residual():
+    """Removing one offset per row and per column (unbalanced, some pairs empty) leaves what
+    an explicit least-squares fit of all offsets leaves."""
+    rng = np.random.default_rng(8)
+    npix = 3000
+    rows, cols = rng.integers(0, 40, npix), rng.integers(0, 25, npix)
+    keep = ~((rows < 10) & (cols < 5))  # a block of pairs with no pixel
+    rows, cols = rows[keep], cols[keep]
+    values = (rng.normal(size=(rows.size, 3)) + rng.normal(size=(40, 1))[rows]
+              + 3 * rng.normal(size=(25, 1))[cols])
+    design = np.zeros((rows.size, 65))
+    design[np.arange(rows.size), rows] = 1
+    design[np.arange(rows.size), 40 + cols] = 1
+    expected = values - design @ np.linalg.lstsq(design, values, rcond=None)[0]
+    left = background.remove_group_offsets(values.copy(), [rows, cols])
+    np.testing.assert_allclose(left, expected, atol=1e-5 * values.std())
+    # One labelling: the group means.
+    one = background.remove_group_offsets(values.copy(), [rows])
+    means = np.array([values[rows == r].mean(axis=0) for r in range(40)])
+    np.testing.assert_allclose(one, values - means[rows], atol=1e-12)
+
+
 def test_clipped_stats_keep_the_shape_of_leading_axes():
     values = np.arange(2 * 3 * 8, dtype=np.float32).reshape(2, 3, 8)
     _, median, _ = background.clipped_stats(values, np.zeros(values.shape, bool), 3.0, 5)
