@@ -105,22 +105,19 @@ class _SortedRows:
 
     def _run_sums(self, lo, hi):
         """Sum (float64) of each row's values in [lo, hi)."""
+        if self.rows.size == 0:
+            return np.zeros(0)
+        # One pass of np.add.reduceat over the flat data, between the run ends
+        # [start + lo, start + hi) of each row in turn (rows ascending; the gaps between
+        # runs are summed too, and dropped). reduceat takes no end index, so the last row
+        # goes apart.
         start = self.start
-        if self.rows.size != self.data.shape[0] or self.rows.size == 0:
-            idx = np.arange(self.ncol)
-            inside = (idx >= lo[:, None]) & (idx < hi[:, None])
-            return np.where(inside, self.data[self.rows], np.float32(0)).sum(axis=1,
-                                                                            dtype=np.float64)
-        # All rows: one pass of np.add.reduceat over the flat data, between the run ends
-        # [start + lo, start + hi) of each row in turn (the gaps between runs are summed
-        # too, and dropped). reduceat takes no end index, so the last row goes apart.
-        flat = self.flat
         bounds = np.column_stack([start + lo, start + hi]).ravel()[:-1]
         with np.errstate(invalid="ignore", over="ignore"):
-            sums = np.add.reduceat(flat, np.minimum(bounds, flat.size - 1), dtype=np.float64)[::2]
+            sums = np.add.reduceat(self.flat, np.minimum(bounds, self.flat.size - 1),
+                                   dtype=np.float64)[::2]
         sums[lo >= hi] = 0.0
-        last = self.data[-1, lo[-1]:hi[-1]]
-        sums[-1] = last.sum(dtype=np.float64)
+        sums[-1] = self.flat[start[-1] + lo[-1]:start[-1] + hi[-1]].sum(dtype=np.float64)
         return sums
 
     def below(self, threshold, lo, hi, inclusive):
@@ -567,9 +564,14 @@ def halo_entry(halo):
             "halo_weights": ",".join(f"{w:.4g}" for w in halo.weights)}
 
 
+def kernel_reach(edges):
+    """Half-size (pixels) of the annulus kernels between ``edges``."""
+    return int(np.ceil(edges[-1]))
+
+
 def annulus_kernels(edges):
     """Kernels of the annuli between successive ``edges`` (pixels), each summing to 1."""
-    size = int(np.ceil(edges[-1]))
+    size = kernel_reach(edges)
     yy, xx = np.mgrid[-size:size + 1, -size:size + 1]
     r = np.hypot(yy, xx)
     kernels = []
@@ -598,8 +600,11 @@ def remove_group_offsets(values, groups, tol=1e-6, max_sweeps=100):
                for g, n in zip(groups, sizes)]
     sums = [m @ values for m in members]
     counts = [np.bincount(g, minlength=n)[:, None] for g, n in zip(groups, sizes)]
-    shared = {(j, k): (members[j] @ members[k].T).tocsr()
-              for j in range(len(groups)) for k in range(len(groups)) if j != k}
+    shared = {}
+    for j in range(len(groups)):
+        for k in range(j + 1, len(groups)):
+            shared[j, k] = (members[j] @ members[k].T).tocsr()
+            shared[k, j] = shared[j, k].T.tocsr()
     spread = np.maximum(np.sqrt(np.einsum("ij,ij->j", values, values) / max(npix, 1)), 1e-300)
     coeffs = [np.zeros((n, values.shape[1])) for n in sizes]
     for _ in range(max_sweeps if len(groups) > 1 else 1):
@@ -622,7 +627,7 @@ def ring_spectra(image_shape, edges, cache=None):
     next call. They do not depend on the image, so they can be made ahead of it."""
     import scipy.fft
 
-    half = int(np.ceil(edges[-1]))
+    half = kernel_reach(edges)
     # Circular convolution wraps the kernel's reach past the far edge onto the first
     # ``half`` rows and columns of the output, which lie outside the image: ``half`` of
     # padding keeps the image's part exact.
@@ -662,7 +667,7 @@ def source_halo(image, sources, usable, sky, smooth_sky, edges=(0, 3, 6, 12, 24,
     inside[~np.isfinite(inside)] = 0
     shape, rings = ring_spectra(image.shape, edges, cache)
     nring = len(rings)
-    half = int(np.ceil(edges[-1]))
+    half = kernel_reach(edges)
     ny, nx = image.shape
     spectrum = scipy.fft.rfft2(inside, shape, workers=-1)
     del inside
