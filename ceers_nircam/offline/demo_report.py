@@ -30,7 +30,7 @@ from astropy.wcs import WCS
 from stdatamodels.jwst import datamodels
 
 from .. import apertures, figures, history, qa, reffiles
-from ..cli import get_logger
+from ..cli import CeersError, get_logger
 from ..fitsio import atomic_path
 from ..nircam import filter_channel
 from ..report import Check, Section, write_report
@@ -418,9 +418,13 @@ def scene_mosaic(outdir, exps, filt):
     with atomic_path(asn_path) as tmp, open(tmp, "w") as fh:
         fh.write(associations.association_json(asn))
     log.info("Drizzling the noiseless scene of %s onto the mosaic's grid", filt)
-    subprocess.run([sys.executable, os.path.join(ROOT, "stage3", "make_mosaic.py"), asn_path,
-                    "--grid", grid_path, "--output_dir", os.path.join(work, "mosaics"),
-                    "--overwrite"], check=True, cwd=work, capture_output=True)
+    done = subprocess.run([sys.executable, os.path.join(ROOT, "stage3", "make_mosaic.py"),
+                           asn_path, "--grid", grid_path, "--output_dir",
+                           os.path.join(work, "mosaics"), "--overwrite"],
+                          cwd=work, capture_output=True, text=True)
+    if done.returncode:
+        last = (done.stderr.strip().splitlines() or ["no message"])[-1]
+        raise CeersError(f"drizzling the noiseless scene of {filt} failed: {last}")
     for root in roots:  # the copies were only the drizzle's input
         os.remove(os.path.join(work, "calibrated", f"{root}_a3001_scene.fits"))
     return target
