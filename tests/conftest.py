@@ -54,3 +54,11 @@ def _loopback_only(self, address):
 def no_network(monkeypatch):
     """Fail any connection outside loopback: the suite must run offline."""
     monkeypatch.setattr(socket.socket, "connect", _loopback_only)
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_runtest_teardown(item, nextitem):
+    """Free the disk of shared fixtures whose last test has run (see scratch.py)."""
+    import scratch
+
+    scratch.release(item)

@@ -16,6 +16,7 @@ import os
 
 import pytest
 
+from scratch import shared_dir
 from stage1_helpers import run_script, simulate
 
 
@@ -45,7 +46,8 @@ def nrca1(offline_env, tmp_path_factory):
     from ceers_nircam import fitsio
     from ceers_nircam.steps import detector1, snowballs
 
-    sim = simulate(tmp_path_factory.mktemp("nrca1"), "NRCA1", "F150W", seed=7101, stars=True)
+    sim = simulate(shared_dir(tmp_path_factory, "nrca1", __file__), "NRCA1", "F150W", seed=7101,
+                   stars=True)
     params = detector1.SnowballWrapperParams()
     ramp = detector1.run_to_jump(sim.uncal, params)
     before = ramp.groupdq.copy()
@@ -64,7 +66,7 @@ def nrca1(offline_env, tmp_path_factory):
 
 
 def _wisp_exposure(tmp_path_factory, detector, filt, scale, seed):
-    sim = simulate(tmp_path_factory.mktemp(detector.lower()), detector, filt, seed=seed,
+    sim = simulate(shared_dir(tmp_path_factory, detector.lower(), __file__), detector, filt, seed=seed,
                    wisp_scale=scale)
     assert run_script("snowball_wrapper", os.path.basename(sim.uncal), "--input_dir", sim.directory,
                       "--output_dir", os.path.join(sim.directory, "calibrated"), "--save_mask") == 0

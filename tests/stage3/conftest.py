@@ -18,6 +18,7 @@ import shutil
 import pytest
 
 import stage3_data as data
+from scratch import shared_dir
 
 @dataclasses.dataclass
 class Pointing:
@@ -50,7 +51,7 @@ class Pointing:
 def pointing(offline_env, offline_dir, tmp_path_factory):
     """The simulated pointing through Detector1 (cached) and stage2/image2.py (always run)."""
     rate_dir = data.rate_files(offline_dir)
-    cal_dir = str(tmp_path_factory.mktemp("calibrated"))
+    cal_dir = str(shared_dir(tmp_path_factory, "calibrated", __file__))
     for rate in sorted(glob.glob(os.path.join(rate_dir, "*_rate.fits"))):
         data.run_script("stage2/image2.py", rate, "--output_dir", cal_dir)
     return Pointing(rate_dir, cal_dir, os.path.join(rate_dir, "reference_catalog.ecsv"))
@@ -63,7 +64,7 @@ def aligned(pointing, tmp_path_factory):
     Returns a dict: ``dir`` (images, tables, PNGs), ``wcs_dir`` (asdf files),
     ``catalogs`` (kept source catalogs), ``logs`` (stderr per filter).
     """
-    work = str(tmp_path_factory.mktemp("aligned"))
+    work = str(shared_dir(tmp_path_factory, "aligned", __file__))
     wcs_dir = os.path.join(work, "tweakreg_wcs")
     catalogs = os.path.join(work, "catalogs")
     os.makedirs(catalogs)
@@ -83,7 +84,7 @@ def aligned(pointing, tmp_path_factory):
 @pytest.fixture(scope="session")
 def outliers(pointing, aligned, tmp_path_factory):
     """Associations of pointing nircam1 and image3_part1 on its F150W set; the crf directory."""
-    work = str(tmp_path_factory.mktemp("image3"))
+    work = str(shared_dir(tmp_path_factory, "image3", __file__))
     crf_dir = os.path.join(work, "calibrated")
     data.run_script("stage3/associations.py", "--pointing", "nircam1", "--input_dir",
                     aligned["dir"], "--output_dir", work)
@@ -117,7 +118,7 @@ def matched(pointing, aligned, tmp_path_factory):
     then associations.py, image3_part1.py on both filters, and skywcsvar.py on every _crf
     file (run in this process; their log lines kept per exposure).
     """
-    work = str(tmp_path_factory.mktemp("matched"))
+    work = str(shared_dir(tmp_path_factory, "matched", __file__))
     cal = os.path.join(work, "calibrated")
     os.makedirs(cal)
     roots = pointing.roots()

@@ -17,6 +17,7 @@ from astropy.io import fits
 from astropy.table import Table
 
 import stage3_data as data
+from scratch import shared_dir
 from ceers_nircam import apertures, history
 from ceers_nircam.masking import tier_sources
 from ceers_nircam.offline import validate
@@ -208,7 +209,7 @@ def hst_like(src, dst, filt):
 
 @pytest.fixture(scope="session")
 def crops(mosaics, tmp_path_factory):
-    work = tmp_path_factory.mktemp("crops")
+    work = shared_dir(tmp_path_factory, "crops", __file__)
     y0, x0 = 600, 1500
     paths = {f: crop(mosaics.i2d[f], str(work / f"ceers_nircam1_{f}_i2d.fits"), y0, x0, 900)
              for f in FILTERS}
