@@ -29,11 +29,12 @@ import os
 import re
 import time
 import warnings
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
 from .. import apertures
-from ..background import background2d, sky_surface, source_halo
+from ..background import background2d, ring_spectra, sky_surface, source_halo
 from ..cli import CeersError, get_logger, option
 from ..masking import SourceMaskParams, block_reduce, tier_sources, tiered_source_mask
 
@@ -253,9 +254,16 @@ def final_background(image, off, merged, band):
     masked = sources | sub_off
     bkg = np.full(image.shape, np.nan, dtype=np.float32)
     sub = np.asarray(image[box], dtype=np.float32)
-    surface = band.surface(sub, masked)
-    model, rms = band.background(sub - surface, masked, want_rms=True)
     halo, cache, grown = None, {}, np.zeros(sub.shape, bool)
+    with ThreadPoolExecutor(max_workers=1) as ahead:
+        # The halo fit's ring transforms do not depend on the image: made while the first
+        # background is.
+        made = (ahead.submit(ring_spectra, sub.shape, band.halo_edges, cache)
+                if band.halo_iterations else None)
+        surface = band.surface(sub, masked)
+        model, rms = band.background(sub - surface, masked, want_rms=True)
+    if made is not None:
+        made.result()
     for _ in range(band.halo_iterations):
         # The first fit measures the flux under the mask above the smooth surface alone: the
         # small-box background is raised next to the sources by the very halos being fitted.

@@ -139,6 +139,14 @@ def test_fast_background2d_equals_photutils(estimator, box, filter_size, shape):
         np.testing.assert_allclose(a, b, rtol=0, atol=2e-6)
 
 
+@pytest.mark.parametrize("size", [3, 5])
+def test_mesh_median_filter_ignores_the_edges_and_missing_boxes(size):
+    mesh = np.random.default_rng(size).normal(0, 1, (23, 31)).astype(np.float32)
+    mesh[4, 6] = mesh[10, 0] = mesh[11, 0] = np.nan
+    ref = ndimage.generic_filter(mesh, np.nanmedian, size=size, mode="constant", cval=np.nan)
+    np.testing.assert_allclose(background._nan_median_filter(mesh, size), ref, rtol=0, atol=1e-7)
+
+
 @pytest.mark.parametrize("box", [2, 5, 10])
 def test_zoom_along_axes_equals_scipy_zoom(box):
     from scipy import ndimage
