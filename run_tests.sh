@@ -3,4 +3,6 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 source scripts/setup_venv.sh
-python -m pytest "$@"
+# Two test workers, one per core; each part of the suite (tests/conftest.py) stays on one of them.
+# Give -n 0 to run in this process, e.g. to debug one test.
+python -m pytest -n 2 --dist loadgroup --no-loadscope-reorder "$@"

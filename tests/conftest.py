@@ -6,6 +6,7 @@ environment is set here, before any test imports crds or jwst, exactly as a
 user's ``ceers_env.sh`` would set it.
 """
 
+import fcntl
 import ipaddress
 import os
 import socket
@@ -25,7 +26,11 @@ def offline_env():
     """Build (or reuse) the synthetic CRDS cache and wisp templates; return the env dict."""
     from ceers_nircam.offline.cli import build
 
-    build(OFFLINE_DIR, demo=False)
+    os.makedirs(OFFLINE_DIR, exist_ok=True)
+    # Test workers (run_tests.sh runs two) start at once: one builds, the other then finds it current.
+    with open(os.path.join(OFFLINE_DIR, ".build.lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        build(OFFLINE_DIR, demo=False)
     return environment(OFFLINE_DIR)
 
 
@@ -54,6 +59,25 @@ def _loopback_only(self, address):
 def no_network(monkeypatch):
     """Fail any connection outside loopback: the suite must run offline."""
     monkeypatch.setattr(socket.socket, "connect", _loopback_only)
+
+
+# The parts of the suite that take longest, started first so that the test workers finish together.
+LONGEST_FIRST = ("stage3", "test_demo.py", "stage1", "offline", "batch")
+
+
+def suite_part(item):
+    """The folder of tests an item is in (``stage3``), or its file for a top-level test file."""
+    return os.path.relpath(str(item.path), os.path.join(ROOT, "tests")).split(os.sep)[0]
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(config, items):
+    """Each part of the suite runs on one test worker (``--dist loadgroup``), since its session
+    fixtures are made once per worker; the longest parts come first."""
+    rank = {part: i for i, part in enumerate(LONGEST_FIRST)}
+    for item in items:
+        item.add_marker(pytest.mark.xdist_group(suite_part(item)))
+    items.sort(key=lambda item: rank.get(suite_part(item), len(rank)))
 
 
 @pytest.hookimpl(trylast=True)

@@ -14,7 +14,9 @@ exposure, and the scene to ``truth_catalog.ecsv``.
 Command line: ``ceers-simulate OUTDIR [options]`` (``--help`` lists them).
 """
 
+import concurrent.futures as cf
 import dataclasses
+import functools
 import json
 import os
 import sys
@@ -741,7 +743,7 @@ def ideal_path(directory, root):
     return os.path.join(directory, f"{root}_ideal.fits")
 
 
-def simulate(config, outdir, template_dir=None, catalog=None, save_ideal=False):
+def simulate(config, outdir, template_dir=None, catalog=None, save_ideal=False, workers=1):
     """Simulate every exposure of ``config`` into ``outdir``.
 
     Writes ``truth_catalog.ecsv``, an HST-like astrometric reference
@@ -750,7 +752,9 @@ def simulate(config, outdir, template_dir=None, catalog=None, save_ideal=False):
     exposures. ``catalog`` is the scene if already loaded (:func:`load_catalog`).
     With ``save_ideal`` each exposure's noiseless rate (DN/s: scene, sky, wisp
     and the striping's row and column patterns) goes to ``<root>_ideal.fits``,
-    what validation compares products with. Returns the list of uncal paths.
+    what validation compares products with. ``workers`` exposures are made at
+    once, in separate processes; each exposure draws from its own seeded
+    generator, so the files do not depend on it. Returns the list of uncal paths.
     """
     template_dir = template_dir or os.path.join(outdir, "wisp_templates")
     catalog = load_catalog(config) if catalog is None else catalog
@@ -761,20 +765,34 @@ def simulate(config, outdir, template_dir=None, catalog=None, save_ideal=False):
     plan = plan_exposures(config)
     if not plan:
         raise CeersError("no detector observes the requested filters")
-    uncals = []
-    for exp in progress(plan, log, "Exposures simulated", every=1):
-        uncal, _, *ideal = simulate_exposure(config, exp, catalog, outdir, template_dir,
-                                             keep_ideal=save_ideal)
-        if save_ideal:
-            with atomic_path(ideal_path(outdir, exp.rootname)) as tmp:
-                fits.writeto(tmp, ideal[0].astype(np.float32), overwrite=True)
-        uncals.append(uncal)
+    if config.wisps:  # written here once, not by each exposure's process
+        for det, filt in sorted({(e.detector, e.filter) for e in plan}):
+            artifacts.write_wisp_templates(template_dir, [det], [filt])
+    one = functools.partial(_simulate_and_save, config, catalog=catalog, outdir=outdir,
+                            template_dir=template_dir, save_ideal=save_ideal)
+    workers = max(1, min(workers, len(plan)))
+    if workers == 1:
+        uncals = list(progress(map(one, plan), log, "Exposures simulated", total=len(plan), every=1))
+    else:
+        with cf.ProcessPoolExecutor(max_workers=workers) as pool:
+            uncals = list(progress(pool.map(one, plan), log, "Exposures simulated", total=len(plan),
+                                   every=1))
     settings = dataclasses.asdict(config)
     settings["catalog"] = config.catalog if isinstance(config.catalog, str) else None
     with open(os.path.join(outdir, "simulation.json"), "w") as fh:
         json.dump({"config": settings, "exposures": [os.path.basename(u) for u in uncals],
                    "wisp_templates": os.path.abspath(template_dir)}, fh, indent=1)
     return uncals
+
+
+def _simulate_and_save(config, exp, catalog, outdir, template_dir, save_ideal):
+    """One exposure of :func:`simulate` (its noiseless rate too, if asked); the uncal path."""
+    uncal, _, *ideal = simulate_exposure(config, exp, catalog, outdir, template_dir,
+                                         keep_ideal=save_ideal)
+    if save_ideal:
+        with atomic_path(ideal_path(outdir, exp.rootname)) as tmp:
+            fits.writeto(tmp, ideal[0].astype(np.float32), overwrite=True)
+    return uncal
 
 
 # --------------------------------------------------------------------------
@@ -790,6 +808,9 @@ def build_parser():
     p.add_argument("--save-ideal", action="store_true",
                    help="also write each exposure's noiseless rate (<root>_ideal.fits, DN/s), "
                         "for validation against the truth")
+    p.add_argument("--workers", type=int, default=1,
+                   help="exposures simulated at once, one process each (default 1); the files "
+                        "do not depend on it")
     return p
 
 
@@ -799,7 +820,8 @@ def _main(argv):
     config = params_from_args(SimulationConfig, args)
     catalog = load_catalog(config)  # bad input fails before anything is written
     crds_cache_path()
-    uncals = simulate(config, args.outdir, args.template_dir, catalog, save_ideal=args.save_ideal)
+    uncals = simulate(config, args.outdir, args.template_dir, catalog, save_ideal=args.save_ideal,
+                      workers=args.workers)
     log.info("Wrote %d uncal files to %s", len(uncals), args.outdir)
 
 

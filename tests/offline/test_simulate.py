@@ -291,6 +291,28 @@ def test_sky_surface_is_recorded_as_injected(offline_env, tmp_path):
                                    rtol=2e-3)
 
 
+def test_exposures_made_in_parallel_are_the_ones_made_in_turn(offline_env, tmp_path):
+    """Each exposure draws from its own seeded generator, so two worker processes write
+    the same ramps, noiseless rates and truth as one process."""
+    cfg = SimulationConfig(detectors=("NRCA3", "NRCB1"), filters=("F150W",), ndithers=2, ngroups=2,
+                           subarray="SUB160")
+    catalog = scene.generate_catalog(cfg.ra, cfg.dec, density=20, seed=2)
+    serial = simulate(cfg, str(tmp_path / "serial"), catalog=catalog, save_ideal=True)
+    parallel = simulate(cfg, str(tmp_path / "parallel"), catalog=catalog, save_ideal=True, workers=2)
+    assert [os.path.basename(p) for p in parallel] == [os.path.basename(p) for p in serial]
+    assert len(serial) == 4
+    for one, two in zip(serial, parallel):
+        np.testing.assert_array_equal(fits.getdata(one, "SCI"), fits.getdata(two, "SCI"))
+        for kind in ("ideal", "truth"):
+            with fits.open(one.replace("_uncal", f"_{kind}")) as a, \
+                    fits.open(two.replace("_uncal", f"_{kind}")) as b:
+                assert [h.name for h in a] == [h.name for h in b]
+                for ha, hb in zip(a, b):
+                    if ha.data is not None:
+                        np.testing.assert_array_equal(np.asarray(ha.data), np.asarray(hb.data))
+    assert sorted(os.listdir(tmp_path / "parallel" / "wisp_templates")) == ["wisps_nrca3_F150W.fits"]
+
+
 def test_sky_level_differs_between_detectors(offline_env, tmp_path):
     cfg = SimulationConfig(detectors=("NRCA1", "NRCA2", "NRCB1", "NRCB2"), filters=("F200W",),
                            ndithers=1, ngroups=2, subarray="SUB160", **{**QUIET, "sky": True})

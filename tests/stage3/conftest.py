@@ -52,8 +52,8 @@ def pointing(offline_env, offline_dir, tmp_path_factory):
     """The simulated pointing through Detector1 (cached) and stage2/image2.py (always run)."""
     rate_dir = data.rate_files(offline_dir)
     cal_dir = str(shared_dir(tmp_path_factory, "calibrated", __file__))
-    for rate in sorted(glob.glob(os.path.join(rate_dir, "*_rate.fits"))):
-        data.run_script("stage2/image2.py", rate, "--output_dir", cal_dir)
+    data.in_parallel(lambda rate: data.run_script("stage2/image2.py", rate, "--output_dir", cal_dir),
+                     sorted(glob.glob(os.path.join(rate_dir, "*_rate.fits"))))
     return Pointing(rate_dir, cal_dir, os.path.join(rate_dir, "reference_catalog.ecsv"))
 
 
@@ -177,15 +177,19 @@ def mosaics(matched):
     the same WCS, flags and weights), drizzled onto the same grid."""
     out = os.path.join(matched.dir, "mosaics")
     grid = os.path.join(matched.dir, "grid_nircam1_test.json")
-    i2d, scene, logs = {}, {}, {}
-    cover = [os.path.join(matched.dir, "nircam1_f150w_final.json")]
-    for filt in ("f150w", "f277w"):
-        asn = os.path.join(matched.dir, f"nircam1_{filt}_final.json")
-        grid_args = ("--cover", *cover, "--save_grid", grid) if filt == "f150w" else ("--grid", grid)
-        logs[filt] = data.run_script("stage3/make_mosaic.py", asn, *grid_args, "--output_dir", out).stderr
-        i2d[filt] = os.path.join(out, f"ceers_nircam1_{filt}_i2d.fits")
-        scene_asn = data.scene_association(matched, filt)
-        data.run_script("stage3/make_mosaic.py", scene_asn, "--grid", grid, "--output_dir",
-                        os.path.join(matched.dir, "scene"))
-        scene[filt] = os.path.join(matched.dir, "scene", f"ceers_nircam1_{filt}_scene_i2d.fits")
+    filters = ("f150w", "f277w")
+    i2d = {f: os.path.join(out, f"ceers_nircam1_{f}_i2d.fits") for f in filters}
+    scene = {f: os.path.join(matched.dir, "scene", f"ceers_nircam1_{f}_scene_i2d.fits") for f in filters}
+
+    def final(filt):
+        return os.path.join(matched.dir, f"nircam1_{filt}_final.json")
+
+    def drizzle(asn, folder, *grid_args):
+        return data.run_script("stage3/make_mosaic.py", asn, *grid_args, "--output_dir", folder).stderr
+
+    # The F150W mosaic sets the grid; the other three drizzles then run two at a time.
+    logs = {"f150w": drizzle(final("f150w"), out, "--cover", final("f150w"), "--save_grid", grid)}
+    jobs = [(final("f277w"), out)] + [(data.scene_association(matched, f), os.path.dirname(scene[f]))
+                                      for f in filters]
+    logs["f277w"] = data.in_parallel(lambda job: drizzle(*job, "--grid", grid), jobs)[0]
     return Mosaics(out, grid, i2d, scene, logs)

@@ -8,7 +8,7 @@ headers. Image2 is our stage2/image2.py.
 The rate files are made as CEERS made them, by the project's stage-1 scripts
 (Detector1 with snowball expansion, wisp subtraction, 1/f striping removal).
 Simulation and stage 1 take most of the time (about a minute and a half per
-exposure on two shared cores), so their products (rate, truth and
+exposure; two exposures are made at once, one per core), so their products (rate, truth and
 noiseless-rate files and the reference catalog) are kept in
 ``<offline dir>/testdata/<key>``, where the key is a hash of the
 configuration, the jwst and stcal versions and the source of the simulator
@@ -27,6 +27,8 @@ import subprocess
 import sys
 import tempfile
 
+# Exposures simulated and reduced at once: each is one process, and the machine has two cores.
+WORKERS = 2
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 POINTING_ERROR = (0.25, -0.35)
 VISIT = "jw01345001001"
@@ -94,7 +96,7 @@ def simulate_with_ideals(cfg, directory):
     return the uncal paths."""
     from ceers_nircam.offline.simulate import simulate
 
-    return simulate(cfg, directory, save_ideal=True)
+    return simulate(cfg, directory, save_ideal=True, workers=WORKERS)
 
 
 # What makes the rate files: the simulator and stage 1 (its scripts and the step code under them).
@@ -122,10 +124,20 @@ def stage1(uncal, directory, templates):
 
 
 def _simulate_and_stage1(cfg, directory):
-    uncals = simulate_with_ideals(cfg, directory)
-    for uncal in uncals:
+    def one(uncal):
         stage1(uncal, directory, os.path.join(directory, "wisp_templates"))
         os.remove(uncal)
+
+    in_parallel(one, simulate_with_ideals(cfg, directory))
+
+
+def in_parallel(function, items):
+    """``function`` on every item, :data:`WORKERS` at a time (each runs scripts in processes of
+    their own, so threads suffice); the results in order; the first error is raised."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=WORKERS) as pool:
+        return list(pool.map(function, items))
 
 
 def rate_files(offline_dir):

@@ -66,9 +66,10 @@ def backgrounds(mosaics, matched):
             hdul.writeto(path)
             tilted_inputs.append(path)
         md5[filt] = data.md5(mosaics.i2d[filt])
-    log = data.run_script("stage3/mosaic_background.py", "--pointing", "nircam1", "--output_dir",
-                          plain_dir, *(mosaics.i2d[f] for f in FILTERS)).stderr
-    data.run_script("stage3/mosaic_background.py", "--pointing", "nircam1", *tilted_inputs)
+    plain = ("--output_dir", plain_dir, *(mosaics.i2d[f] for f in FILTERS))
+    log, _ = data.in_parallel(lambda args: data.run_script("stage3/mosaic_background.py", "--pointing",
+                                                           "nircam1", *args).stderr,
+                              [plain, tilted_inputs])
     return Backgrounds({f: plain_dir for f in FILTERS}, {f: tilted_dir for f in FILTERS},
                        os.path.join(plain_dir, "merged_mask.fits"), rms, md5, log)
 
