@@ -18,6 +18,7 @@ import concurrent.futures as cf
 import dataclasses
 import functools
 import json
+import multiprocessing as mp
 import os
 import sys
 from glob import glob
@@ -774,7 +775,8 @@ def simulate(config, outdir, template_dir=None, catalog=None, save_ideal=False, 
     if workers == 1:
         uncals = list(progress(map(one, plan), log, "Exposures simulated", total=len(plan), every=1))
     else:
-        with cf.ProcessPoolExecutor(max_workers=workers) as pool:
+        # Fresh interpreters rather than forks: the caller may be running threads of its own.
+        with cf.ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn")) as pool:
             uncals = list(progress(pool.map(one, plan), log, "Exposures simulated", total=len(plan),
                                    every=1))
     settings = dataclasses.asdict(config)

@@ -254,7 +254,7 @@ def test_command_line_writes_what_it_was_asked_for(offline_env, tmp_path):
         [sys.executable, "-m", "ceers_nircam.offline.simulate", str(out), "--detectors", "NRCB4",
          "--filters", "F200W", "--dithers", "2", "--ngroups", "2", "--density", "20",
          "--pointing-error", "0.1", "-0.05", "--wisp-scale", "0.4", "--observation", "3",
-         "--pointing", "nircam3"],
+         "--pointing", "nircam3", "--workers", "2"],
         capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
     import json
