@@ -65,19 +65,32 @@ def no_network(monkeypatch):
 LONGEST_FIRST = ("stage3", "test_demo.py", "stage1", "offline", "batch")
 
 
-def suite_part(item):
-    """The folder of tests an item is in (``stage3``), or its file for a top-level test file."""
-    return os.path.relpath(str(item.path), os.path.join(ROOT, "tests")).split(os.sep)[0]
+def suite_part(path):
+    """The folder of tests a test file is in (``stage3``), or the file itself for a top-level one;
+    ``path`` absolute or relative to the repository root."""
+    return os.path.relpath(os.path.join(ROOT, path), os.path.join(ROOT, "tests")).split(os.sep)[0]
 
 
-@pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(config, items):
-    """Each part of the suite runs on one test worker (``--dist loadgroup``), since its session
-    fixtures are made once per worker; the longest parts come first."""
+    """The longest parts of the suite first (the order in which the test workers take them up)."""
     rank = {part: i for i, part in enumerate(LONGEST_FIRST)}
-    for item in items:
-        item.add_marker(pytest.mark.xdist_group(suite_part(item)))
-    items.sort(key=lambda item: rank.get(suite_part(item), len(rank)))
+    items.sort(key=lambda item: rank.get(suite_part(str(item.path)), len(rank)))
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config, log):
+    """Test workers (pytest-xdist, ``run_tests.sh`` runs two) take whole parts of the suite, each
+    part on one worker, since a part's session fixtures (a simulated pointing, the demo) would
+    otherwise be made again on every worker that runs one of its tests."""
+    if config.getvalue("dist") == "each":
+        return None
+    from xdist.scheduler import LoadScopeScheduling
+
+    class BySuitePart(LoadScopeScheduling):
+        def _split_scope(self, nodeid):
+            return suite_part(nodeid.split("::")[0])
+
+    return BySuitePart(config, log)
 
 
 @pytest.hookimpl(trylast=True)
