@@ -21,6 +21,7 @@ import pytest
 from astropy.io import fits
 
 from browser import browser, image_status, open_page  # noqa: F401
+from scratch import shared_dir
 
 pytestmark = [pytest.mark.pipeline, pytest.mark.browser]
 
@@ -39,7 +40,7 @@ def _partial_files(outdir):
 
 @pytest.fixture(scope="session")
 def demo(tmp_path_factory):
-    out = tmp_path_factory.mktemp("demo") / "demo_output"
+    out = shared_dir(tmp_path_factory, "demo", __file__) / "demo_output"
     logs = out.parent
 
     # Ctrl-C while Detector1 runs on the first exposures.
