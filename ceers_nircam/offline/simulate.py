@@ -766,7 +766,9 @@ def simulate(config, outdir, template_dir=None, catalog=None, save_ideal=False, 
     plan = plan_exposures(config)
     if not plan:
         raise CeersError("no detector observes the requested filters")
-    if config.wisps:  # written here once, not by each exposure's process
+    # The templates are written before the workers start, so that no two of them write one file
+    # (each exposure then finds its template current and only reads it).
+    if config.wisps:
         for det, filt in sorted({(e.detector, e.filter) for e in plan}):
             artifacts.write_wisp_templates(template_dir, [det], [filt])
     one = functools.partial(_simulate_and_save, config, catalog=catalog, outdir=outdir,
