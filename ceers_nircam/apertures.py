@@ -105,11 +105,21 @@ def curve_hdu(curve, name="APERNOISE"):
     return hdu
 
 
-def ratio_at(table, radius):
-    """RATIO of a curve table at ``radius``, interpolated linearly in radius (the nearest
-    end beyond the radii measured; radii without apertures are left out)."""
-    radii = np.asarray(table["RADIUS"], dtype=float)
-    ratios = np.asarray(table["RATIO"], dtype=float)
+def rescaled(curve, factor):
+    """The curve for ERR multiplied by ``factor``: each prediction times ``factor``."""
+    return [dataclasses.replace(c, predicted=c.predicted * factor) for c in curve]
+
+
+def ratio_at(curve, radius):
+    """RATIO of a curve at ``radius``, interpolated linearly in radius (the nearest end
+    beyond the radii measured; radii without apertures are left out). ``curve`` is an
+    APERNOISE table or a list of :class:`ApertureNoise`."""
+    if isinstance(curve, (list, tuple)):
+        radii = np.array([c.radius for c in curve], dtype=float)
+        ratios = np.array([c.ratio for c in curve], dtype=float)
+    else:
+        radii = np.asarray(curve["RADIUS"], dtype=float)
+        ratios = np.asarray(curve["RATIO"], dtype=float)
     good = np.isfinite(ratios)
     if not good.any():
         return float("nan")

@@ -4,8 +4,9 @@
 For each mosaic: <stem>_bkgsub1.fits (first background, own tiered mask);
 then merged_mask.fits (sources of every band, HST mosaics included with
 --hst); then <stem>_mbkgsub1.fits (background with the merged mask, BKGD and
-BKGMASK extensions, and the APERNOISE table of empty-aperture noise over ERR)
-and a PNG preview <stem>_mask.png. Usage: stage3.md.
+BKGMASK extensions, and the APERNOISE table of empty-aperture noise over ERR;
+with --err_radius, ERR rescaled to fit empty apertures of that radius) and a
+PNG preview <stem>_mask.png. Usage: stage3.md.
 """
 
 import dataclasses
@@ -32,7 +33,8 @@ def _main(argv):
     merged_path = os.path.join(out_dir, params.merged_mask)
     products = {m.path: {s: mb.output_path(m.path, s, out_dir) for s in ("bkgsub1", "mbkgsub1")}
                 for m in inputs}
-    if not params.overwrite and mb.complete(products, merged_path, STEP, params.aperture_radii):
+    done = mb.complete(products, merged_path, STEP, params.aperture_radii, params.err_radius)
+    if not params.overwrite and done:
         log.info("%s: products already complete: nothing to do (--overwrite to redo)", params.pointing)
         return 0
     entry = {"pointing": params.pointing, "config": os.path.basename(params.config) or "built-in",
@@ -56,11 +58,13 @@ def _main(argv):
         bkg, bkgmask, halo = mb.final_background(data, off, merged, m.params)
         text = history.describe(STEP, {**entry, "band": m.band, "merged_mask": params.merged_mask,
                                        **halo_entry(halo), "aperture_radii":
-                                       ",".join(f"{r:g}" for r in params.aperture_radii)})
+                                       ",".join(f"{r:g}" for r in params.aperture_radii),
+                                       "err_radius": f"{params.err_radius:g}"})
         curve = mb.write_subtracted(products[m.path]["mbkgsub1"], m.path, bkg, bkgmask, text,
-                                    params.aperture_radii)
+                                    params.aperture_radii, params.err_radius)
         if curve:
-            log.info("%s: empty-aperture noise / ERR's prediction: %s", m.band,
+            rescaled = f" (ERR rescaled for r={params.err_radius:g})" if params.err_radius else ""
+            log.info("%s: empty-aperture noise / ERR's prediction%s: %s", m.band, rescaled,
                      ", ".join(f"r={c.radius:g} {c.ratio:.3f}" for c in curve))
         if not params.no_png:
             mb.preview(products[m.path]["mbkgsub1"][: -len("_mbkgsub1.fits")] + "_mask.png",

@@ -96,3 +96,13 @@ def test_curve_table_round_trip_and_interpolation(tmp_path):
     assert apertures.ratio_at(table, 4.0) == pytest.approx(1.175)
     assert apertures.ratio_at(table, 1.0) == pytest.approx(1.1)
     assert apertures.ratio_at(table, 20.0) == pytest.approx(1.25)  # radius 12 has no apertures
+    assert apertures.ratio_at(curve, 4.0) == pytest.approx(1.175)  # the list itself reads alike
+
+
+def test_rescaled_curve_is_the_curve_of_the_rescaled_err():
+    curve = [apertures.ApertureNoise(2.0, 100, 2.2, 2.0), apertures.ApertureNoise(6.0, 50, 7.5, 6.0)]
+    factor = apertures.ratio_at(curve, 4.0)
+    scaled = apertures.rescaled(curve, factor)
+    assert apertures.ratio_at(scaled, 4.0) == pytest.approx(1.0)
+    assert [c.ratio for c in scaled] == pytest.approx([1.1 / 1.175, 1.25 / 1.175])
+    assert [c.measured for c in scaled] == [2.2, 7.5]  # the noise itself is what it was

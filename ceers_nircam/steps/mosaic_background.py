@@ -14,7 +14,9 @@ CEERS's last step on the mosaics of a pointing:
 4. (not in DR0.5) on the subtracted mosaic, the noise of empty apertures of
    several radii over what ERR predicts for them (:mod:`ceers_nircam.apertures`):
    the APERNOISE table of ``_mbkgsub1.fits``, the factor by which an aperture
-   error from ERR is multiplied for the pixels' correlated noise.
+   error from ERR is multiplied for the pixels' correlated noise; on request,
+   ERR and the variance arrays rescaled so that ERR alone predicts the noise
+   of apertures of one chosen radius.
 
 The tiered mask and the background are the same code stage 1 and the
 per-image sky step use (:mod:`ceers_nircam.masking`,
@@ -328,6 +330,9 @@ class MosaicBackgroundParams:
                                    "radii (mosaic pixels) of the empty apertures whose noise over "
                                    "ERR's prediction goes to the APERNOISE table of _mbkgsub1 "
                                    "(not in DR0.5; give none for no table)", nargs="*", type=float)
+    err_radius: float = option(0.0, "rescale ERR (and the VAR_ arrays) so that it predicts the "
+                                    "noise of empty apertures of this radius (mosaic pixels, "
+                                    "within --aperture_radii; not in DR0.5; 0: ERR as drizzled)")
 
 
 def output_path(path, suffix, output_dir):
@@ -403,10 +408,46 @@ def aperture_noise_curve(hdul, bkgmask, radii):
     return apertures.noise_curve(image, hdul["ERR"].data[box], excluded[box], radii)
 
 
-def write_subtracted(path, source, bkg, bkgmask, entry, radii=()):
+# The variances whose sum is ERR squared in a jwst mosaic.
+VARIANCES = ("VAR_RNOISE", "VAR_POISSON", "VAR_FLAT")
+
+
+def rescale_err(hdul, curve, radius):
+    """Multiply ERR by the curve's ratio at ``radius`` (the VAR_ arrays by its square), so
+    that the quadrature sum of ERR over an empty aperture of that radius is its noise.
+    Records ERRSCALE and ERRRAD in ERR's header; returns the curve for the new ERR.
+
+    The factor is one number per mosaic: apertures much smaller or larger than ``radius``
+    keep the part of the correlated noise that depends on size (the rest of the curve)."""
+    factor = apertures.ratio_at(curve, radius)
+    if not np.isfinite(factor) or factor <= 0:
+        log.warning("%s: no empty apertures to rescale ERR by; ERR left as drizzled",
+                    hdul.filename())
+        factor = 1.0
+    names = [h.name.upper() for h in hdul]
+    for name in ("ERR",) + VARIANCES:
+        if name in names:
+            power = 1 if name == "ERR" else 2
+            hdul[name].data = (np.asarray(hdul[name].data, dtype=np.float32)
+                               * np.float32(factor ** power))
+    hdul["ERR"].header["ERRSCALE"] = (factor, "ERR times this (VAR_ arrays times its square)")
+    hdul["ERR"].header["ERRRAD"] = (radius, "[pixel] aperture radius ERRSCALE fits")
+    log.info("%s: ERR times %.4f, for empty apertures of radius %g pixels",
+             os.path.basename(hdul.filename() or ""), factor, radius)
+    return apertures.rescaled(curve, factor)
+
+
+def err_radius_of(hdul):
+    """The aperture radius a product's ERR was rescaled for (0: as drizzled)."""
+    names = [h.name.upper() for h in hdul]
+    return float(hdul["ERR"].header.get("ERRRAD", 0.0)) if "ERR" in names else 0.0
+
+
+def write_subtracted(path, source, bkg, bkgmask, entry, radii=(), err_radius=0.0):
     """``_mbkgsub1.fits``: the whole mosaic file with the background subtracted from SCI and
     BKGD and BKGMASK appended (the other extensions copied as they are), and the APERNOISE
-    table of :func:`aperture_noise_curve` at ``radii``. Returns the curve (None without)."""
+    table of :func:`aperture_noise_curve` at ``radii``; with ``err_radius``, ERR rescaled by
+    :func:`rescale_err` and the table for the new ERR. Returns the curve (None without)."""
     from astropy.io import fits
 
     from ..fitsio import write_hdulist
@@ -417,6 +458,8 @@ def write_subtracted(path, source, bkg, bkgmask, entry, radii=()):
             sci.data = (np.asarray(sci.data, dtype=np.float32) - bkg).astype(np.float32)
         hdul[0].header["HISTORY"] = entry
         curve = aperture_noise_curve(hdul, bkgmask, radii)
+        if curve is not None and err_radius:
+            curve = rescale_err(hdul, curve, err_radius)
         extra = [fits.ImageHDU(bkg, name="BKGD"), fits.ImageHDU(bkgmask, name="BKGMASK")]
         if curve is not None:
             extra.append(apertures.curve_hdu(curve))
@@ -488,6 +531,13 @@ def check_inputs(nircam_paths, params):
         raise CeersError("missing required option --pointing")
     if any(not r > 0 for r in params.aperture_radii):
         raise CeersError(f"--aperture_radii must be positive (got {params.aperture_radii})")
+    if params.err_radius < 0 or (params.err_radius and not params.aperture_radii):
+        raise CeersError(f"--err_radius {params.err_radius:g}: must be positive, and needs "
+                         "--aperture_radii")
+    if params.err_radius and not (min(params.aperture_radii) <= params.err_radius
+                                  <= max(params.aperture_radii)):
+        raise CeersError(f"--err_radius {params.err_radius:g} lies outside --aperture_radii "
+                         f"({min(params.aperture_radii):g} to {max(params.aperture_radii):g})")
     pointing = f"nircam{pointing_number(params.pointing)}"
     if pointing not in survey.MOSAIC_GRIDS:
         raise CeersError(f"pointing {params.pointing}: no DR0.5 grid (known: nircam1, nircam2, "
@@ -521,10 +571,10 @@ def check_inputs(nircam_paths, params):
     return found
 
 
-def complete(products, merged_path, step, radii=()):
+def complete(products, merged_path, step, radii=(), err_radius=0.0):
     """True if the merged mask and every product exist and carry the step's history entry,
     and, with ``radii``, every NIRCam ``_mbkgsub1`` its APERNOISE table (a product of a
-    version without it is redone)."""
+    version without it is redone) and its ERR rescaled for ``err_radius`` (0: not at all)."""
     from astropy.io import fits
 
     from .. import history
@@ -535,6 +585,9 @@ def complete(products, merged_path, step, radii=()):
     for outs in products.values():
         with fits.open(outs["mbkgsub1"]) as hdul:
             names = [h.name.upper() for h in hdul]
+            rescaled_for = err_radius_of(hdul)
         if radii and "ERR" in names and "APERNOISE" not in names:
+            return False
+        if "ERR" in names and rescaled_for != err_radius:
             return False
     return True

@@ -4,7 +4,8 @@ The truth is the noiseless scene drizzled as the data were (``mosaics.scene``); 
 the clipped standard deviation of the mosaic less that scene where no source light falls. The
 DR0.5 NIRCam parameters are used (the defaults; the real config file's [nircam] section holds
 the same values). A second run adds a smooth gradient to both mosaics: the two subtracted
-mosaics share their noise, so their difference shows what of the gradient is left.
+mosaics share their noise, so their difference shows what of the gradient is left. That run
+also rescales ERR for empty apertures of 4 pixels radius (--err_radius).
 """
 
 import dataclasses
@@ -26,6 +27,7 @@ from ceers_nircam.steps import mosaic_background as mb
 pytestmark = pytest.mark.pipeline
 
 FILTERS = ("f150w", "f277w")
+ERR_RADIUS = 4.0  # pixels: 0.12 arcsec, between the apertures the noise tests lay down
 
 
 def gradient(shape, ptp):
@@ -53,7 +55,8 @@ class Backgrounds:
 
 @pytest.fixture(scope="session")
 def backgrounds(mosaics, matched):
-    """The background run on the two mosaics, and on copies with a gradient of 3 sky RMS added."""
+    """The background run on the two mosaics, and on copies with a gradient of 3 sky RMS added
+    (with ERR rescaled for apertures of ERR_RADIUS pixels)."""
     plain_dir = os.path.join(matched.dir, "background")
     tilted_dir = os.path.join(matched.dir, "background_gradient")
     os.makedirs(tilted_dir)
@@ -69,7 +72,7 @@ def backgrounds(mosaics, matched):
     plain = ("--output_dir", plain_dir, *(mosaics.i2d[f] for f in FILTERS))
     log, _ = data.in_parallel(lambda args: data.run_script("stage3/mosaic_background.py", "--pointing",
                                                            "nircam1", *args).stderr,
-                              [plain, tilted_inputs])
+                              [plain, ("--err_radius", f"{ERR_RADIUS:g}", *tilted_inputs)])
     return Backgrounds({f: plain_dir for f in FILTERS}, {f: tilted_dir for f in FILTERS},
                        os.path.join(plain_dir, "merged_mask.fits"), rms, md5, log)
 
@@ -87,6 +90,8 @@ def test_products_and_inputs(backgrounds, mosaics):
                                        atol=1e-6, equal_nan=True)
             off = ~np.isfinite(i2d["SCI"].data)
             assert np.all(out["BKGMASK"].data[off] & 1)
+            np.testing.assert_array_equal(out["ERR"].data, i2d["ERR"].data)  # DR0.5: as drizzled
+            assert "ERRSCALE" not in out["ERR"].header
         with fits.open(Backgrounds.product(directory, filt, "bkgsub1")) as first:
             assert [h.name for h in first] == ["PRIMARY", "SCI", "BKGD", "BKGMASK"]
         for suffix in ("bkgsub1", "mbkgsub1"):
@@ -106,6 +111,12 @@ def test_rerun_changes_nothing(backgrounds, mosaics):
     assert data.md5(out) == before
     result = data.run_script("stage3/mosaic_background.py", "--pointing", "nircam1", out, check=False)
     assert result.returncode == 1 and "already background-subtracted" in result.stderr
+    # products made without rescaling ERR are not those a run with --err_radius asks for
+    products = {f: {s: Backgrounds.product(directory, f, s) for s in ("bkgsub1", "mbkgsub1")}
+                for f in FILTERS}
+    radii = mb.MosaicBackgroundParams.aperture_radii
+    assert mb.complete(products, backgrounds.merged, "mosaic_background", radii)
+    assert not mb.complete(products, backgrounds.merged, "mosaic_background", radii, ERR_RADIUS)
 
 
 @pytest.mark.parametrize("filt", FILTERS)
@@ -176,6 +187,37 @@ def test_empty_aperture_noise_matches_err_with_its_curve(backgrounds, mosaics, f
     assert corrected == pytest.approx(1.0, abs=0.10)
 
 
+@pytest.mark.parametrize("filt", FILTERS)
+@pytest.mark.parametrize("radius", [3, 6])
+def test_err_rescaled_for_one_radius_predicts_empty_aperture_noise(backgrounds, mosaics, filt, radius):
+    """With --err_radius, ERR alone predicts the noise of empty apertures (by the truth) of
+    radii around the one it was rescaled for."""
+    with fits.open(Backgrounds.product(backgrounds.tilted[filt], filt, "mbkgsub1")) as out:
+        image, err = out["SCI"].data.astype(np.float32), out["ERR"].data
+        scale = out["ERR"].header["ERRSCALE"]
+        assert out["ERR"].header["ERRRAD"] == ERR_RADIUS
+        assert apertures.ratio_at(Table(out["APERNOISE"].data), ERR_RADIUS) == pytest.approx(1, abs=1e-5)
+    scene = fits.getdata(mosaics.scene[filt], "SCI")
+    result = validate.empty_aperture_noise(image, err, scene, radius)
+    print(f"\n{filt} r={radius}: {result.count} empty apertures; noise over the prediction of ERR "
+          f"rescaled by {scale:.3f} for r={ERR_RADIUS:g}: {result.ratio:.3f}")
+    assert result.count > 200
+    assert result.ratio == pytest.approx(1.0, abs=0.10)
+
+
+@pytest.mark.parametrize("filt", FILTERS)
+def test_rescaled_err_keeps_the_variances_its_square(backgrounds, mosaics, filt):
+    """ERR and every VAR_ array are scaled alike: ERR squared stays their sum."""
+    with fits.open(Backgrounds.product(backgrounds.tilted[filt], filt, "mbkgsub1")) as out, \
+            fits.open(mosaics.i2d[filt]) as i2d:
+        scale = out["ERR"].header["ERRSCALE"]
+        assert 0.5 < scale < 2 and scale != pytest.approx(1, abs=0.01)
+        np.testing.assert_allclose(out["ERR"].data, i2d["ERR"].data * scale, rtol=1e-6, equal_nan=True)
+        for name in mb.VARIANCES:
+            np.testing.assert_allclose(out[name].data, i2d[name].data * scale**2, rtol=1e-5,
+                                       equal_nan=True)
+
+
 # --------------------------------------------------------------------------
 # small crops of the mosaics: HST mosaics and bad inputs
 
@@ -243,6 +285,7 @@ def test_hst_mosaics_join_the_merged_mask(crops, tmp_path):
     ("other_grid", "pixel grid differs"),
     ("unknown_section", "unknown band section [hst_deep]"),
     ("bad_radius", "--aperture_radii must be positive"),
+    ("err_radius_outside", "--err_radius 20 lies outside --aperture_radii (1 to 12)"),
 ])
 def test_bad_inputs_are_one_line_errors_and_write_nothing(crops, tmp_path, case, message):
     config = crops["config"]
@@ -255,6 +298,8 @@ def test_bad_inputs_are_one_line_errors_and_write_nothing(crops, tmp_path, case,
         args[3] = crops["shifted"]
     elif case == "bad_radius":
         args += ["--aperture_radii", "3", "0"]
+    elif case == "err_radius_outside":
+        args += ["--err_radius", "20"]
     else:
         config = shutil.copy(config, str(tmp_path / "bad.cfg"))
         with open(config, "a") as fh:
