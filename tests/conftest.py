@@ -65,10 +65,18 @@ def no_network(monkeypatch):
 LONGEST_FIRST = ("stage3", "test_demo.py", "stage1", "offline", "batch")
 
 
+# Test files in the folder of a long part that use none of its fixtures: parts of their own,
+# which the other test worker can take (the DR0.5 inputs are read from ../shared, ~3 minutes).
+OWN_PARTS = ("stage3/test_dr05_inputs.py",)
+
+
 def suite_part(path):
-    """The folder of tests a test file is in (``stage3``), or the file itself for a top-level one;
-    ``path`` absolute or relative to the repository root."""
-    return os.path.relpath(os.path.join(ROOT, path), os.path.join(ROOT, "tests")).split(os.sep)[0]
+    """The folder of tests a test file is in (``stage3``), or the file itself for a top-level one
+    or one of OWN_PARTS; ``path`` absolute or relative to the repository root."""
+    relative = os.path.relpath(os.path.join(ROOT, path), os.path.join(ROOT, "tests"))
+    if relative.replace(os.sep, "/") in OWN_PARTS:
+        return relative
+    return relative.split(os.sep)[0]
 
 
 def pytest_collection_modifyitems(config, items):
