@@ -419,10 +419,10 @@ def rescale_err(hdul, curve, radius):
 
     The factor is one number per mosaic: apertures much smaller or larger than ``radius``
     keep the part of the correlated noise that depends on size (the rest of the curve)."""
+    mosaic = os.path.basename(hdul.filename() or "mosaic")
     factor = apertures.ratio_at(curve, radius)
     if not np.isfinite(factor) or factor <= 0:
-        log.warning("%s: no empty apertures to rescale ERR by; ERR left as drizzled",
-                    hdul.filename())
+        log.warning("%s: no empty apertures to rescale ERR by; ERR left as drizzled", mosaic)
         factor = 1.0
     names = [h.name.upper() for h in hdul]
     for name in ("ERR",) + VARIANCES:
@@ -432,8 +432,8 @@ def rescale_err(hdul, curve, radius):
                                * np.float32(factor ** power))
     hdul["ERR"].header["ERRSCALE"] = (factor, "ERR times this (VAR_ arrays times its square)")
     hdul["ERR"].header["ERRRAD"] = (radius, "[pixel] aperture radius ERRSCALE fits")
-    log.info("%s: ERR times %.4f, for empty apertures of radius %g pixels",
-             os.path.basename(hdul.filename() or ""), factor, radius)
+    log.info("%s: ERR times %.4f, for empty apertures of radius %g pixels", mosaic, factor,
+             radius)
     return apertures.rescaled(curve, factor)
 
 
@@ -531,9 +531,12 @@ def check_inputs(nircam_paths, params):
         raise CeersError("missing required option --pointing")
     if any(not r > 0 for r in params.aperture_radii):
         raise CeersError(f"--aperture_radii must be positive (got {params.aperture_radii})")
-    if params.err_radius < 0 or (params.err_radius and not params.aperture_radii):
-        raise CeersError(f"--err_radius {params.err_radius:g}: must be positive, and needs "
-                         "--aperture_radii")
+    if params.err_radius < 0:
+        raise CeersError(f"--err_radius must be positive, or 0 for ERR as drizzled (got "
+                         f"{params.err_radius:g})")
+    if params.err_radius and not params.aperture_radii:
+        raise CeersError("--err_radius needs --aperture_radii: ERR's factor is read off their "
+                         "empty-aperture curve")
     if params.err_radius and not (min(params.aperture_radii) <= params.err_radius
                                   <= max(params.aperture_radii)):
         raise CeersError(f"--err_radius {params.err_radius:g} lies outside --aperture_radii "

@@ -3,6 +3,7 @@ synthetic mosaic."""
 
 
 import dataclasses
+import re
 
 import dr05_data
 import numpy as np
@@ -223,3 +224,72 @@ def test_a_product_without_its_aperture_table_is_not_complete(tmp_path):
     assert not mb.complete({"n": new, "o": old}, merged, "mosaic_background", (3.0,))
     assert mb.complete({"n": new, "o": old}, merged, "mosaic_background", ())
     assert not mb.complete({"n": new}, str(tmp_path / "missing.fits"), "mosaic_background", (3.0,))
+
+
+def _mosaic_hdul(shape=(6, 6)):
+    """An in-memory mosaic file with ERR and the three VAR_ arrays (ERR^2 their sum)."""
+    from astropy.io import fits
+
+    rng = np.random.default_rng(5)
+    var = {name: rng.uniform(0.1, 1.0, shape).astype(np.float32) for name in mb.VARIANCES}
+    err = np.sqrt(sum(var.values())).astype(np.float32)
+    return fits.HDUList([fits.PrimaryHDU(), fits.ImageHDU(np.zeros(shape, np.float32), name="SCI"),
+                         fits.ImageHDU(err, name="ERR"),
+                         *(fits.ImageHDU(v, name=n) for n, v in var.items())])
+
+
+def test_rescaled_err_predicts_the_noise_at_its_radius_and_keeps_err_squared_the_sum():
+    from ceers_nircam import apertures
+
+    hdul = _mosaic_hdul()
+    before = hdul["ERR"].data.copy()
+    curve = [apertures.ApertureNoise(2.0, 100, 1.8, 2.0), apertures.ApertureNoise(6.0, 50, 7.5, 6.0)]
+    new = mb.rescale_err(hdul, curve, 4.0)  # ratios 0.9 and 1.25: 1.075 at 4
+    np.testing.assert_allclose(hdul["ERR"].data, before * 1.075, rtol=1e-6)
+    total = sum(hdul[name].data.astype(np.float64) for name in mb.VARIANCES)
+    np.testing.assert_allclose(hdul["ERR"].data.astype(np.float64) ** 2, total, rtol=1e-5)
+    assert hdul["ERR"].header["ERRSCALE"] == pytest.approx(1.075)
+    assert mb.err_radius_of(hdul) == 4.0
+    assert apertures.ratio_at(new, 4.0) == pytest.approx(1.0)
+
+
+def test_no_empty_apertures_leave_err_as_drizzled():
+    from ceers_nircam import apertures
+
+    hdul = _mosaic_hdul()
+    before = hdul["ERR"].data.copy()
+    mb.rescale_err(hdul, [apertures.ApertureNoise(3.0, 0, float("nan"), float("nan"))], 3.0)
+    np.testing.assert_array_equal(hdul["ERR"].data, before)
+    assert hdul["ERR"].header["ERRSCALE"] == 1.0
+
+
+def test_a_product_rescaled_for_another_radius_is_not_complete(tmp_path):
+    from astropy.io import fits
+
+    from ceers_nircam import history
+
+    header = fits.Header()
+    header["HISTORY"] = history.describe("mosaic_background", {"band": "f150w"})
+    paths = {}
+    for suffix in ("bkgsub1", "mbkgsub1"):
+        hdul = _mosaic_hdul()
+        hdul[0].header.extend(header)
+        if suffix == "mbkgsub1":
+            hdul["ERR"].header["ERRRAD"] = 4.0
+        paths[suffix] = str(tmp_path / f"a_{suffix}.fits")
+        hdul.writeto(paths[suffix])
+    merged = paths["bkgsub1"]
+    assert mb.complete({"a": paths}, merged, "mosaic_background", (), 4.0)
+    assert not mb.complete({"a": paths}, merged, "mosaic_background", (), 3.0)
+    assert not mb.complete({"a": paths}, merged, "mosaic_background", ())
+
+
+@pytest.mark.parametrize("radii,err_radius,message", [
+    ((1.0, 12.0), -1.0, "--err_radius must be positive, or 0 for ERR as drizzled (got -1)"),
+    ((), 4.0, "--err_radius needs --aperture_radii"),
+    ((3.0, 6.0), 8.0, "--err_radius 8 lies outside --aperture_radii (3 to 6)"),
+])
+def test_err_radius_outside_the_curve_is_refused(radii, err_radius, message):
+    params = mb.MosaicBackgroundParams(pointing="nircam1", aperture_radii=radii, err_radius=err_radius)
+    with pytest.raises(CeersError, match=re.escape(message)):
+        mb.check_inputs([], params)
